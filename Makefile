@@ -1,0 +1,37 @@
+# The newcomer's commands. Each sets up its own virtualenv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP) ## Start Weir standalone (SQLite + in-process queue) with the example DAGs
+	$(BIN)/weir standalone --dags-folder examples/dags
+
+test: $(STAMP) ## Lint, type-check and run the whole test suite
+	$(BIN)/ruff check weir app workers tests bench
+	$(BIN)/ruff format --check weir app workers tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check weir app workers tests bench
+	$(BIN)/ruff format --check weir app workers tests bench
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format weir app workers tests bench
+	$(BIN)/ruff check --fix weir app workers tests bench
+
+bench: $(STAMP) ## Throughput and latency on both backends; prints a table, writes bench/results/
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .weir .pytest_cache .mypy_cache .ruff_cache

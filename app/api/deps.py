@@ -1,0 +1,38 @@
+"""Dependencies of the HTTP routes, as ``Annotated`` aliases: the only dependency injection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.scheduler.wakeup import WAKE_SCHEDULER
+from app.state import ServiceState
+
+__all__ = ["Service", "Session", "get_service"]
+
+
+def get_service(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.weir
+    return state
+
+
+Service = Annotated[ServiceState, Depends(get_service)]
+
+
+async def _session(service: Service) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed if the route returns, rolled back if it raises.
+
+    A route that changed what the scheduler should act on calls ``wake_scheduler(session)``; the
+    local scheduler is woken only after the commit, so it never looks before the change is visible.
+    """
+    async with service.database.sessions() as session:
+        async with session.begin():
+            yield session
+        if session.info.pop(WAKE_SCHEDULER, False):
+            service.scheduler_wakeup.notify()
+
+
+Session = Annotated[AsyncSession, Depends(_session)]

@@ -1,0 +1,81 @@
+"""RFC 9457 problem details: the one place where errors become HTTP answers.
+
+Domain code raises ``weir.errors`` exceptions; these handlers turn them, FastAPI's validation errors
+and Starlette's HTTP errors into ``application/problem+json`` bodies.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from weir.errors import Conflict, InvalidRequest, NotFound, WeirError
+
+__all__ = ["PROBLEM_RESPONSES", "Problem", "install_problem_handlers", "problem_response"]
+
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="For validation errors: each field at fault and why."
+    )
+
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 409, 422)
+}
+
+_STATUS_BY_ERROR: list[tuple[type[WeirError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (InvalidRequest, 422),
+]
+
+
+def problem_response(
+    status: int, detail: str | None = None, *, errors: list[dict[str, Any]] | None = None
+) -> JSONResponse:
+    problem = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
+    return JSONResponse(
+        problem.model_dump(exclude_none=True), status_code=status, media_type=MEDIA_TYPE
+    )
+
+
+async def _weir_error(_request: Request, error: Exception) -> JSONResponse:
+    for error_type, status in _STATUS_BY_ERROR:
+        if isinstance(error, error_type):
+            return problem_response(status, str(error))
+    return problem_response(400, str(error))
+
+
+async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    fields = [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()
+    ]
+    return problem_response(422, "The request is not valid; see errors.", errors=fields)
+
+
+async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    response = problem_response(error.status_code, str(error.detail))
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(WeirError, _weir_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)

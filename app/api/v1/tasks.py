@@ -1,0 +1,109 @@
+"""``/api/v1/dags/{dag_id}/runs/{run_id}/tasks``: task instances of a run and their logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from app.api.deps import Session
+from app.api.problems import PROBLEM_RESPONSES
+from app.api.v1.runs import get_run
+from app.auth import Viewer
+from app.db.models import AttemptLog, TaskInstance
+from weir.errors import NotFound
+from weir.states import TaskState
+
+__all__ = ["TaskInstancePublic", "TaskInstancesPublic", "router"]
+
+router = APIRouter(
+    prefix="/api/v1/dags/{dag_id}/runs/{run_id}/tasks", tags=["tasks"], responses=PROBLEM_RESPONSES
+)
+
+
+class TaskInstancePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    task_id: str
+    state: TaskState
+    attempt: int
+    max_tries: int
+    queue: str
+    worker: str | None
+    queued_at: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+    next_retry_at: datetime | None
+
+
+class TaskInstancesPublic(BaseModel):
+    task_instances: list[TaskInstancePublic]
+    total: int
+
+
+async def _get_task_instance(
+    session: Session, dag_id: str, run_id: str, task_id: str
+) -> TaskInstance:
+    run = await get_run(session, dag_id, run_id)
+    ti = (
+        await session.scalars(
+            select(TaskInstance).where(
+                TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id
+            )
+        )
+    ).first()
+    if ti is None:
+        raise NotFound(f"Run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}.")
+    return ti
+
+
+@router.get("", operation_id="tasks-list")
+async def list_task_instances(
+    dag_id: str, run_id: str, session: Session, _token: Viewer
+) -> TaskInstancesPublic:
+    run = await get_run(session, dag_id, run_id)
+    rows = (
+        await session.scalars(
+            select(TaskInstance).where(TaskInstance.dag_run_id == run.id).order_by(TaskInstance.id)
+        )
+    ).all()
+    return TaskInstancesPublic(
+        task_instances=[TaskInstancePublic.model_validate(r) for r in rows], total=len(rows)
+    )
+
+
+@router.get("/{task_id}", operation_id="tasks-get")
+async def read_task_instance(
+    dag_id: str, run_id: str, task_id: str, session: Session, _token: Viewer
+) -> TaskInstancePublic:
+    return TaskInstancePublic.model_validate(
+        await _get_task_instance(session, dag_id, run_id, task_id)
+    )
+
+
+@router.get(
+    "/{task_id}/logs",
+    operation_id="tasks-logs",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+async def read_task_logs(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    session: Session,
+    _token: Viewer,
+    attempt: int | None = None,
+) -> PlainTextResponse:
+    """The log of one attempt (the latest by default), as plain text."""
+    ti = await _get_task_instance(session, dag_id, run_id, task_id)
+    wanted = attempt if attempt is not None else ti.attempt
+    chunks = await session.scalars(
+        select(AttemptLog.data)
+        .where(AttemptLog.task_instance_id == ti.id, AttemptLog.attempt == wanted)
+        .order_by(AttemptLog.id)
+    )
+    return PlainTextResponse("".join(chunks))

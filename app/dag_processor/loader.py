@@ -1,0 +1,161 @@
+"""Import one DAG file and report the DAGs it defines.
+
+Run as ``python -m app.dag_processor.loader <dags_folder> <relative_path>`` in a child process, so
+that a file that hangs, crashes the interpreter or leaks state cannot hurt the service: the parent
+(``parsing.py``) enforces the time limit by killing the child. The child writes exactly one JSON
+document to its standard output, ``{"dags": [Dag.to_dict(), ...]}`` or ``{"error": "<traceback>"}``;
+whatever the DAG file itself prints goes to standard error.
+
+``load_dag_file`` is the same import as a plain function, for workers that need the task callables.
+This module imports nothing but ``weir`` and the standard library, so a DAG file's import costs
+only what the file itself imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import sys
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+from weir.dag import Dag, collect_dags
+from weir.errors import DagDefinitionError
+
+__all__ = ["load_dag_file", "main"]
+
+MODULE_PREFIX = "weir_dag_file_"
+
+
+def load_dag_file(dags_folder: Path, relative_path: str) -> list[Dag]:
+    """Import ``relative_path`` afresh and return the DAGs it built, in definition order.
+
+    Every call executes the file again under a new module name, so two files with the same stem
+    never share a module and an edited file is never served from a cache. Sibling modules the file
+    imports from the DAGs folder are dropped from ``sys.modules`` afterwards for the same reason.
+    Raises whatever the file raises, and ``DagDefinitionError`` when it defines one DAG id twice.
+    """
+    folder = dags_folder.resolve()
+    path = folder / relative_path
+    module_name = f"{MODULE_PREFIX}{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python file Weir can import.", path=str(path))
+    module = importlib.util.module_from_spec(spec)
+    with _importable_siblings(folder), collect_dags() as found:
+        # Registered while it runs: dataclasses, typing and pickle look modules up by name.
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.modules.pop(module_name, None)
+    _refuse_duplicate_ids(found, relative_path)
+    return found
+
+
+@contextlib.contextmanager
+def _importable_siblings(folder: Path) -> Iterator[None]:
+    """Let the file import the modules next to it, and forget them once the import is over.
+
+    During the import the folder comes first on ``sys.path``, as a script's own folder does, so
+    its siblings win over same-named modules elsewhere (another DAGs folder imported before).
+    Afterwards it stays at the end of ``sys.path``, as in Airflow, so that a task can still import
+    a sibling lazily when it runs.
+    """
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        sys.path.remove(entry)  # the first occurrence: ours, unless the file inserted one before
+        if entry not in sys.path:
+            sys.path.append(entry)
+        for name in set(sys.modules) - before:
+            if _is_from_folder(name, sys.modules[name], folder):
+                del sys.modules[name]
+
+
+def _is_from_folder(name: str, module: ModuleType, folder: Path) -> bool:
+    """Whether ``module`` was found through the folder's ``sys.path`` entry. Matching the module's
+    name to its file, not just its location, spares packages of a virtualenv kept inside the
+    folder: purging those (a C extension above all) would break them."""
+    file = getattr(module, "__file__", None)
+    if file is None:
+        return False
+    base = folder.joinpath(*name.split("."))
+    return Path(file).resolve() in (base.with_suffix(".py"), base / "__init__.py")
+
+
+def _refuse_duplicate_ids(dags: list[Dag], relative_path: str) -> None:
+    counts = Counter(d.dag_id for d in dags)
+    repeated = sorted(dag_id for dag_id, n in counts.items() if n > 1)
+    if repeated:
+        raise DagDefinitionError(
+            f"{relative_path} defines the DAG id(s) {', '.join(map(repr, repeated))} more than "
+            "once: give each DAG its own dag_id, or call each @dag function once."
+        )
+
+
+def _describe(dags_folder: Path, relative_path: str) -> str:
+    """The JSON document the parent reads; any failure of the user's code becomes its traceback
+    (``SystemExit`` included: a file calling ``sys.exit()`` is a broken file, not a result)."""
+    try:
+        dags = load_dag_file(dags_folder, relative_path)
+        # Serialized inside the guard: a DAG whose options are not JSON-safe is an error too.
+        return json.dumps({"dags": [d.to_dict() for d in dags]})
+    except (Exception, SystemExit) as exc:
+        return json.dumps({"error": _format_error(exc)})
+
+
+def _format_error(exc: BaseException) -> str:
+    """The traceback from the DAG file down: the loader's and importlib's frames are noise to the
+    person fixing the file."""
+    report = traceback.TracebackException.from_exception(exc)
+    report.stack = traceback.StackSummary.from_list(
+        [frame for frame in report.stack if not _is_machinery(frame.filename)]
+    )
+    return "".join(report.format())
+
+
+def _is_machinery(filename: str) -> bool:
+    return filename == __file__ or filename.startswith("<frozen importlib")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[int]:
+    """Point file descriptor 1 at standard error while user code runs (``print``, C extensions
+    and subprocesses alike), yielding a duplicate of the real standard output for the result."""
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield real_stdout
+    finally:
+        sys.stdout.flush()
+        os.dup2(real_stdout, 1)
+        os.close(real_stdout)
+
+
+def main(argv: list[str]) -> int:
+    """Child-process entry point: always exits 0 with one JSON document, unless killed."""
+    if len(argv) != 2:
+        sys.stderr.write(
+            "usage: python -m app.dag_processor.loader <dags_folder> <relative_path>\n"
+        )
+        return 2
+    with _stdout_to_stderr() as real_stdout:
+        document = _describe(Path(argv[0]), argv[1])
+        with os.fdopen(os.dup(real_stdout), "w", encoding="utf-8") as out:
+            out.write(document)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,267 @@
+"""The metadata database: every DAG, run, task instance, log, XCom, credential and setting.
+
+ORM classes are for reads and simple writes; state changes go through ``transitions.py`` as
+compare-and-set UPDATEs. Relationships are not declared: queries join explicitly, so no lazy load
+can hide on a hot path.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from app.db.types import BigId, Json, UtcDateTime
+from weir.states import DagRunState, TaskState
+
+__all__ = [
+    "ApiToken",
+    "AttemptLog",
+    "Base",
+    "Connection",
+    "Dag",
+    "DagFile",
+    "DagRun",
+    "DagVersion",
+    "ImportError_",
+    "Outbox",
+    "TaskAttempt",
+    "TaskInstance",
+    "Variable",
+    "XCom",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = 250  # length of DAG, run and task ids
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Dag(Base):
+    """A DAG as last parsed. ``is_active`` turns false when its file is gone; history stays."""
+
+    __tablename__ = "dag"
+
+    dag_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    fileloc: Mapped[str] = mapped_column(String(1024))
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    schedule: Mapped[str | None] = mapped_column(String(250))
+    description: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    version_id: Mapped[int] = mapped_column(ForeignKey("dag_version.id"))
+    last_parsed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DagVersion(Base):
+    """One serialized structure of a DAG; a run keeps the version it was created with."""
+
+    __tablename__ = "dag_version"
+    __table_args__ = (UniqueConstraint("dag_id", "hash"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(ID))
+    hash: Mapped[str] = mapped_column(String(64))
+    file_hash: Mapped[str] = mapped_column(String(64))
+    serialized: Mapped[dict[str, Any]] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DagRun(Base):
+    __tablename__ = "dag_run"
+    __table_args__ = (
+        UniqueConstraint("dag_id", "run_id"),
+        UniqueConstraint("dag_id", "idempotency_key"),
+        Index(None, "dag_id", "logical_date"),
+        Index(None, "state"),
+        Index(None, "needs_scheduling"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(ForeignKey("dag.dag_id"))
+    run_id: Mapped[str] = mapped_column(String(ID))
+    version_id: Mapped[int] = mapped_column(ForeignKey("dag_version.id"))
+    state: Mapped[DagRunState] = mapped_column(String(20))
+    run_type: Mapped[str] = mapped_column(String(20))
+    logical_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    conf: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    idempotency_key: Mapped[str | None] = mapped_column(String(250))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    start_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Set by whatever may let the run progress (creation, a finished task, a clear); the scheduler
+    # examines only flagged runs and clears the flag, so its work is proportional to change.
+    needs_scheduling: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=text("true")
+    )
+
+
+class TaskInstance(Base):
+    """One task of one run. ``attempt`` counts tries; 0 until first scheduled."""
+
+    __tablename__ = "task_instance"
+    __table_args__ = (
+        UniqueConstraint("dag_run_id", "task_id"),
+        Index(None, "state"),
+        Index(None, "dag_run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    dag_id: Mapped[str] = mapped_column(String(ID))
+    run_id: Mapped[str] = mapped_column(String(ID))
+    task_id: Mapped[str] = mapped_column(String(ID))
+    state: Mapped[TaskState] = mapped_column(String(20))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    max_tries: Mapped[int] = mapped_column(Integer, default=1)
+    retry_delay: Mapped[float] = mapped_column(default=0.0)
+    queue: Mapped[str] = mapped_column(String(250))
+    worker: Mapped[str | None] = mapped_column(String(250))
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    start_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class TaskAttempt(Base):
+    """The record of one attempt: who ran it, when, and how it ended."""
+
+    __tablename__ = "task_attempt"
+
+    task_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("task_instance.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[TaskState] = mapped_column(String(20))
+    worker: Mapped[str | None] = mapped_column(String(250))
+    start_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AttemptLog(Base):
+    """Log text of an attempt, in the order the worker shipped it."""
+
+    __tablename__ = "attempt_log"
+    __table_args__ = (Index(None, "task_instance_id", "attempt", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("task_instance.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class XCom(Base):
+    """A task's return value, read by its downstream tasks."""
+
+    __tablename__ = "xcom"
+
+    task_instance_id: Mapped[int] = mapped_column(
+        ForeignKey("task_instance.id", ondelete="CASCADE"), primary_key=True
+    )
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(ID))
+    value: Mapped[Any] = mapped_column(Json, nullable=True)
+
+    __table_args__ = (Index(None, "dag_run_id", "task_id"),)
+
+
+class Outbox(Base):
+    """Task messages written in the same transaction that queued their task (invariant 3)."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(250))
+    message_id: Mapped[str] = mapped_column(String(100))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ImportError_(Base):  # noqa: N801 - the trailing underscore avoids the builtin's name
+    """A DAG file that failed to import, with its traceback. Cleared by a good parse."""
+
+    __tablename__ = "import_error"
+
+    fileloc: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class DagFile(Base):
+    """What the DAG processor last saw of one file: its hash and the DAGs it defined."""
+
+    __tablename__ = "dag_file"
+
+    fileloc: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    file_hash: Mapped[str] = mapped_column(String(64))
+    dag_ids: Mapped[list[str]] = mapped_column(Json, default=list)
+    last_parsed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token, stored as its SHA-256; the clear value is shown once at creation."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(250))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Connection(Base):
+    """Credentials for external systems; secret fields are Fernet-encrypted (issue 4/6)."""
+
+    __tablename__ = "connection"
+
+    conn_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    conn_type: Mapped[str] = mapped_column(String(100))
+    description: Mapped[str | None] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(500))
+    port: Mapped[int | None] = mapped_column(Integer)
+    login: Mapped[str | None] = mapped_column(String(500))
+    schema: Mapped[str | None] = mapped_column(String(500))
+    password_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    extra_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Variable(Base):
+    """A named setting tasks can read; the value is Fernet-encrypted."""
+
+    __tablename__ = "variable"
+
+    key: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    value_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_secret: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))

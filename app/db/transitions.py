@@ -1,0 +1,102 @@
+"""Compare-and-set state writes: every task-instance and DAG-run state change is one of these.
+
+Each write is ``UPDATE … WHERE id = :id AND state = :expected [AND attempt = :attempt]`` and tells
+its caller whether it changed a row. A write that matched nothing lost a race or was fenced off: the
+caller decides what that means (the execution API answers 409). Helpers never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import DagRun, TaskInstance
+from weir.states import DagRunState, TaskState, check_transition
+
+__all__ = ["flag_runs_for_scheduling", "set_run_state", "set_task_state", "set_task_states"]
+
+
+async def set_task_state(
+    session: AsyncSession,
+    task_instance_id: int,
+    *,
+    expected: TaskState,
+    target: TaskState,
+    attempt: int | None = None,
+    **values: Any,
+) -> bool:
+    """Move one task instance from ``expected`` to ``target`` if it is still there (and still at
+    ``attempt``, when given). Returns whether it moved."""
+    check_transition(expected, target)
+    statement = (
+        update(TaskInstance)
+        .where(TaskInstance.id == task_instance_id, TaskInstance.state == expected)
+        .values(state=target, **values)
+        .returning(TaskInstance.id)
+    )
+    if attempt is not None:
+        statement = statement.where(TaskInstance.attempt == attempt)
+    return (await session.execute(statement)).first() is not None
+
+
+async def set_task_states(
+    session: AsyncSession,
+    task_instance_ids: Sequence[int],
+    *,
+    expected: TaskState,
+    target: TaskState,
+    next_attempt: bool = False,
+    **values: Any,
+) -> list[tuple[int, int]]:
+    """Batch form of ``set_task_state`` without the attempt fence (the scheduler's moves).
+
+    ``next_attempt`` increments ``attempt`` (a move to ``scheduled`` starts a new try). Returns
+    ``(id, attempt)`` of the rows that moved.
+    """
+    if not task_instance_ids:
+        return []
+    check_transition(expected, target)
+    if next_attempt:
+        values["attempt"] = TaskInstance.attempt + 1
+    statement = (
+        update(TaskInstance)
+        .where(TaskInstance.id.in_(task_instance_ids), TaskInstance.state == expected)
+        .values(state=target, **values)
+        .returning(TaskInstance.id, TaskInstance.attempt)
+        .execution_options(synchronize_session=False)
+    )
+    return [(row.id, row.attempt) for row in await session.execute(statement)]
+
+
+async def set_run_state(
+    session: AsyncSession,
+    dag_run_id: int,
+    *,
+    expected: DagRunState,
+    target: DagRunState,
+    **values: Any,
+) -> bool:
+    """Move one DAG run from ``expected`` to ``target`` if it is still there."""
+    check_transition(expected, target)
+    statement = (
+        update(DagRun)
+        .where(DagRun.id == dag_run_id, DagRun.state == expected)
+        .values(state=target, **values)
+        .returning(DagRun.id)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def flag_runs_for_scheduling(session: AsyncSession, dag_run_ids: Sequence[int]) -> None:
+    """Ask the scheduler to look at these runs again (something in them changed)."""
+    if dag_run_ids:
+        await session.execute(
+            update(DagRun)
+            .where(DagRun.id.in_(set(dag_run_ids)), DagRun.needs_scheduling.is_(False))
+            .values(needs_scheduling=True)
+            .execution_options(synchronize_session=False)
+        )

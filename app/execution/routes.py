@@ -1,0 +1,96 @@
+"""``/execution/v1``: the API workers use. Authorised by the attempt token alone (invariant 6)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Response
+
+from app.api.deps import Service, Session
+from app.api.problems import PROBLEM_RESPONSES
+from app.execution import service as execution
+from app.scheduler.wakeup import wake_scheduler
+from weir.messages import (
+    ClaimAccepted,
+    ClaimRequest,
+    FinishAccepted,
+    FinishRequest,
+    HeartbeatAccepted,
+    HeartbeatRequest,
+    LogAppend,
+    ReleaseRequest,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/execution/v1", tags=["execution"], responses=PROBLEM_RESPONSES)
+
+
+def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(401, "Missing attempt token.", {"WWW-Authenticate": "Bearer"})
+    return token
+
+
+Token = Annotated[str, Depends(_bearer)]
+
+
+def _authorise(service: Service, token: str, ti_id: int, attempt: int) -> None:
+    if not service.tokens.is_valid(token, ti_id, attempt):
+        raise HTTPException(401, "The token does not authorise this attempt.")
+
+
+@router.post("/task-instances/{ti_id}/claim", operation_id="execution-claim")
+async def claim(
+    ti_id: int, body: ClaimRequest, token: Token, service: Service, session: Session
+) -> ClaimAccepted:
+    _authorise(service, token, ti_id, body.attempt)
+    return await execution.claim_attempt(
+        session,
+        ti_id,
+        body,
+        service.versions,
+        service.clock.now(),
+        lease_seconds=service.settings.lease_seconds,
+        heartbeat_interval=service.settings.heartbeat_interval,
+    )
+
+
+@router.post("/task-instances/{ti_id}/heartbeat", operation_id="execution-heartbeat")
+async def heartbeat(
+    ti_id: int, body: HeartbeatRequest, token: Token, service: Service, session: Session
+) -> HeartbeatAccepted:
+    _authorise(service, token, ti_id, body.attempt)
+    return await execution.renew_lease(
+        session, ti_id, body.attempt, service.clock.now(), service.settings.lease_seconds
+    )
+
+
+@router.post("/task-instances/{ti_id}/logs", status_code=204, operation_id="execution-logs")
+async def logs(
+    ti_id: int, body: LogAppend, token: Token, service: Service, session: Session
+) -> Response:
+    _authorise(service, token, ti_id, body.attempt)
+    await execution.append_log(session, ti_id, body, service.clock.now())
+    return Response(status_code=204)
+
+
+@router.post("/task-instances/{ti_id}/finish", operation_id="execution-finish")
+async def finish(
+    ti_id: int, body: FinishRequest, token: Token, service: Service, session: Session
+) -> FinishAccepted:
+    _authorise(service, token, ti_id, body.attempt)
+    state = await execution.finish_attempt(session, ti_id, body, service.clock.now())
+    await wake_scheduler(session)
+    return FinishAccepted(state=state)
+
+
+@router.post("/task-instances/{ti_id}/release", status_code=204, operation_id="execution-release")
+async def release(
+    ti_id: int, body: ReleaseRequest, token: Token, service: Service, session: Session
+) -> Response:
+    _authorise(service, token, ti_id, body.attempt)
+    await execution.release_attempt(session, ti_id, body.attempt)
+    await wake_scheduler(session)
+    return Response(status_code=204)

@@ -1,0 +1,170 @@
+"""What the execution API does for workers: claim, heartbeat, log, finish, release.
+
+Each function is one business operation in the caller's transaction; each is fenced on
+``(task_instance_id, attempt)`` and raises ``Conflict`` when the attempt is no longer current.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import AttemptLog, DagRun, TaskAttempt, TaskInstance, XCom
+from app.db.transitions import set_task_state
+from app.scheduler.outcomes import load_task_instance, record_failure, record_success
+from app.scheduler.versions import VersionCache
+from weir.errors import Conflict
+from weir.messages import (
+    ClaimAccepted,
+    ClaimRequest,
+    FinishRequest,
+    HeartbeatAccepted,
+    LogAppend,
+    TaskKind,
+)
+from weir.states import TaskState
+
+__all__ = ["append_log", "claim_attempt", "finish_attempt", "release_attempt", "renew_lease"]
+
+
+def _stale(ti_id: int, attempt: int, doing: str) -> Conflict:
+    return Conflict(
+        f"Attempt {attempt} of task instance {ti_id} cannot {doing}: it is not the current "
+        "attempt in the expected state (another worker claimed it, it was cleared, or it lapsed)."
+    )
+
+
+async def claim_attempt(
+    session: AsyncSession,
+    ti_id: int,
+    body: ClaimRequest,
+    versions: VersionCache,
+    now: datetime,
+    *,
+    lease_seconds: float,
+    heartbeat_interval: float,
+) -> ClaimAccepted:
+    moved = await set_task_state(
+        session,
+        ti_id,
+        expected=TaskState.QUEUED,
+        target=TaskState.RUNNING,
+        attempt=body.attempt,
+        worker=body.worker,
+        start_date=now,
+        end_date=None,
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+    )
+    if not moved:
+        raise _stale(ti_id, body.attempt, "be claimed")
+    await session.execute(
+        insert(TaskAttempt).values(
+            task_instance_id=ti_id,
+            attempt=body.attempt,
+            state=TaskState.RUNNING,
+            worker=body.worker,
+            start_date=now,
+        )
+    )
+    ti = await session.get_one(TaskInstance, ti_id)
+    run = await session.get_one(DagRun, ti.dag_run_id)
+    structure = await versions.get(session, run.version_id)
+    spec = structure.tasks[ti.task_id]
+    inputs = {}
+    if spec.inputs:
+        rows = await session.execute(
+            select(XCom.task_id, XCom.value).where(
+                XCom.dag_run_id == run.id, XCom.task_id.in_(spec.inputs)
+            )
+        )
+        inputs = {row.task_id: row.value for row in rows}
+    return ClaimAccepted(
+        task_instance_id=ti_id,
+        attempt=body.attempt,
+        dag_id=ti.dag_id,
+        run_id=ti.run_id,
+        task_id=ti.task_id,
+        fileloc=structure.fileloc,
+        file_hash=structure.file_hash,
+        kind=TaskKind(spec.kind),
+        inputs=inputs,
+        conf=run.conf,
+        logical_date=run.logical_date,
+        heartbeat_interval=heartbeat_interval,
+        lease_seconds=lease_seconds,
+    )
+
+
+async def renew_lease(
+    session: AsyncSession, ti_id: int, attempt: int, now: datetime, lease_seconds: float
+) -> HeartbeatAccepted:
+    expires = now + timedelta(seconds=lease_seconds)
+    result = await session.execute(
+        update(TaskInstance)
+        .where(
+            TaskInstance.id == ti_id,
+            TaskInstance.attempt == attempt,
+            TaskInstance.state == TaskState.RUNNING,
+        )
+        .values(lease_expires_at=expires)
+        .returning(TaskInstance.id)
+    )
+    if result.first() is None:
+        raise _stale(ti_id, attempt, "heartbeat")
+    return HeartbeatAccepted(lease_expires_at=expires)
+
+
+async def append_log(session: AsyncSession, ti_id: int, body: LogAppend, now: datetime) -> None:
+    current = await session.execute(
+        select(TaskInstance.id).where(
+            TaskInstance.id == ti_id,
+            TaskInstance.attempt == body.attempt,
+            TaskInstance.state == TaskState.RUNNING,
+        )
+    )
+    if current.first() is None:
+        raise _stale(ti_id, body.attempt, "append to its log")
+    await session.execute(
+        insert(AttemptLog).values(
+            task_instance_id=ti_id, attempt=body.attempt, data=body.data, created_at=now
+        )
+    )
+
+
+async def finish_attempt(
+    session: AsyncSession, ti_id: int, body: FinishRequest, now: datetime
+) -> TaskState:
+    ti = await load_task_instance(session, ti_id)
+    if ti is None:
+        raise _stale(ti_id, body.attempt, "finish")
+    if body.state == "success":
+        if not await record_success(session, ti, body.attempt, body.result, now):
+            raise _stale(ti_id, body.attempt, "finish")
+        return TaskState.SUCCESS
+    outcome = await record_failure(session, ti, body.attempt, body.error, now)
+    if outcome is None:
+        raise _stale(ti_id, body.attempt, "finish")
+    return outcome
+
+
+async def release_attempt(session: AsyncSession, ti_id: int, attempt: int) -> None:
+    """Hand back a claimed attempt that never started: it is queued again, same attempt."""
+    moved = await set_task_state(
+        session,
+        ti_id,
+        expected=TaskState.RUNNING,
+        target=TaskState.SCHEDULED,
+        attempt=attempt,
+        worker=None,
+        start_date=None,
+        lease_expires_at=None,
+    )
+    if not moved:
+        raise _stale(ti_id, attempt, "be released")
+    await session.execute(
+        delete(TaskAttempt).where(
+            TaskAttempt.task_instance_id == ti_id, TaskAttempt.attempt == attempt
+        )
+    )

@@ -1,0 +1,94 @@
+"""``create_app``: the FastAPI application of one ``weir api`` replica.
+
+Its lifespan checks the schema, makes the bootstrap token exist, connects the broker and runs the
+service loops (scheduler, outbox relay, DAG processor) beside the HTTP server.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.problems import install_problem_handlers
+from app.api.v1 import dags, health, runs, tasks
+from app.auth import Role, ensure_token
+from app.dashboard import routes as dashboard
+from app.db.engine import Database
+from app.db.migrate import check_schema_is_current
+from app.execution import routes as execution
+from app.execution.tokens import AttemptTokens
+from app.services import ServiceLoops, run_loops
+from app.state import ServiceState
+from weir import __version__
+from weir.broker import Broker
+from weir.clock import Clock, SystemClock
+from weir.config import Settings
+from weir.errors import ConfigError
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings,
+    database: Database,
+    broker: Broker,
+    *,
+    clock: Clock | None = None,
+    run_service_loops: bool = True,
+    manage_broker: bool = True,
+) -> FastAPI:
+    """The app; ``run_service_loops=False`` lets tests drive the loops themselves."""
+    if settings.secret_key is None:
+        raise ConfigError(
+            "WEIR_SECRET_KEY is not set: every API replica needs the same secret key to sign "
+            "attempt tokens. Generate one with `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'` and set it in the environment or weir.toml."
+        )
+    state = ServiceState(
+        settings=settings,
+        database=database,
+        tokens=AttemptTokens(settings.secret_key.get_secret_value().encode()),
+        clock=clock or SystemClock(),
+    )
+    loops = ServiceLoops(state, broker)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await check_schema_is_current(database)
+        await _ensure_bootstrap_token(state)
+        if manage_broker:
+            await broker.connect()
+        try:
+            if run_service_loops:
+                async with run_loops(loops):
+                    yield
+            else:
+                yield
+        finally:
+            if manage_broker:
+                await broker.close()
+
+    app = FastAPI(title="Weir", version=__version__, lifespan=lifespan)
+    app.state.weir = state
+    app.state.loops = loops
+    install_problem_handlers(app)
+    for router in (dags.router, runs.router, tasks.router, health.router, execution.router):
+        app.include_router(router)
+    app.include_router(dashboard.router)
+    dashboard.mount_static(app)
+    return app
+
+
+async def _ensure_bootstrap_token(state: ServiceState) -> None:
+    token = state.settings.bootstrap_admin_token
+    if token is None:
+        return
+    async with state.database.sessions.begin() as session:
+        await ensure_token(
+            session, "bootstrap-admin", Role.ADMIN, token.get_secret_value(), state.clock.now()
+        )

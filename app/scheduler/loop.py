@@ -1,0 +1,114 @@
+"""The scheduler: wait for a wake-up, run each step in its own short transaction, repeat at once
+while a step found work. No polling: the wait's timeout is the safety sweep period, shortened to
+the next due retry."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.engine import Database
+from app.execution.tokens import AttemptTokens
+from app.scheduler import progress, sweeps
+from app.scheduler.versions import VersionCache
+from app.scheduler.wakeup import Wakeup
+from weir.clock import Clock
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger(__name__)
+
+Step = Callable[[AsyncSession, datetime], Awaitable[int]]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        database: Database,
+        tokens: AttemptTokens,
+        clock: Clock,
+        *,
+        wakeup: Wakeup,
+        outbox_ready: Wakeup,
+        versions: VersionCache,
+        sweep_interval: float,
+    ) -> None:
+        self._database = database
+        self._tokens = tokens
+        self._clock = clock
+        self._wakeup = wakeup
+        self._outbox_ready = outbox_ready
+        self._versions = versions
+        self._sweep_interval = sweep_interval
+        self._last_sweep: datetime | None = None
+        self._steps: list[tuple[str, Step]] = [
+            ("start_queued_runs", progress.start_queued_runs),
+            ("advance_flagged_runs", self._advance),
+            ("schedule_due_retries", self._retries),
+            ("queue_scheduled", self._queue_scheduled),
+        ]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Loop until ``stop``; a failing step is logged and retried at the next wake-up."""
+        while not stop.is_set():
+            try:
+                busy = await self.run_once()
+            except Exception:
+                log.exception("scheduler step failed; retrying after the next wake-up")
+                busy = 0
+            if busy:
+                continue
+            await self._wakeup.wait(await self._idle_timeout())
+
+    async def run_once(self) -> int:
+        """Run every step once (and the zombie sweep when due); returns the work done."""
+        done = 0
+        for name, step in self._steps:
+            async with self._database.sessions.begin() as session:
+                count = await step(session, self._clock.now())
+            if count:
+                log.debug("scheduler step %s did %d", name, count)
+                done += count
+        done += await self._sweep_if_due()
+        if done:
+            self._outbox_ready.notify()
+        return done
+
+    async def run_until_idle(self, max_rounds: int = 1000) -> int:
+        """For tests: run steps until none finds work."""
+        total = 0
+        for _ in range(max_rounds):
+            done = await self.run_once()
+            if not done:
+                return total
+            total += done
+        raise RuntimeError("the scheduler did not become idle")
+
+    async def _sweep_if_due(self) -> int:
+        now = self._clock.now()
+        if self._last_sweep and (now - self._last_sweep).total_seconds() < self._sweep_interval:
+            return 0
+        self._last_sweep = now
+        async with self._database.sessions.begin() as session:
+            return await sweeps.fail_zombies(session, now)
+
+    async def _idle_timeout(self) -> float:
+        async with self._database.sessions() as session:
+            due = await sweeps.next_retry_at(session)
+        timeout = self._sweep_interval
+        if due is not None:
+            timeout = min(timeout, (due - self._clock.now()).total_seconds())
+        return max(timeout, 0.0)
+
+    async def _advance(self, session: AsyncSession, now: datetime) -> int:
+        return await progress.advance_flagged_runs(session, self._versions, self._tokens, now)
+
+    async def _retries(self, session: AsyncSession, now: datetime) -> int:
+        return await sweeps.schedule_due_retries(session, self._tokens, now)
+
+    async def _queue_scheduled(self, session: AsyncSession, now: datetime) -> int:
+        return await sweeps.queue_scheduled(session, self._tokens, now)

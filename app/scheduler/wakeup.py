@@ -1,0 +1,90 @@
+"""Wake-ups (invariant 5): a finished task wakes the scheduler at once.
+
+In one process an ``asyncio.Event``; across replicas PostgreSQL ``LISTEN/NOTIFY``: writers call
+``announce`` inside their transaction, so the notification is delivered only if it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["CHANNEL", "WAKE_SCHEDULER", "Wakeup", "listen_for_wakeups", "wake_scheduler"]
+
+log = logging.getLogger(__name__)
+CHANNEL = "weir_wakeup"
+WAKE_SCHEDULER = "weir.wake_scheduler"
+
+
+class Wakeup:
+    """A level-triggered wake-up: notifications that arrive while the waiter works are not lost."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until notified or ``timeout`` seconds pass; returns whether it was notified."""
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
+async def wake_scheduler(session: AsyncSession) -> None:
+    """Wake the schedulers when this transaction commits: other replicas through NOTIFY (sent by
+    PostgreSQL only on commit), this process through the session's owner (see ``api.deps``)."""
+    session.info[WAKE_SCHEDULER] = True
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+
+async def listen_for_wakeups(database_url: str, wakeup: Wakeup, stop: asyncio.Event) -> None:
+    """Forward NOTIFYs to ``wakeup`` until ``stop``; reconnects after a lost connection."""
+    import asyncpg  # only PostgreSQL deployments listen
+
+    url = make_url(database_url).set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+    while not stop.is_set():
+        try:
+            connection = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("cannot LISTEN for wake-ups (%s); retrying in 1 s", error)
+            await _wait_or_stop(stop, 1.0)
+            continue
+        try:
+            await connection.add_listener(CHANNEL, lambda *_: wakeup.notify())
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _c, lost=lost: lost.set())
+            wakeup.notify()  # catch up on anything announced while we were not listening
+            await _wait_either(stop, lost)
+        finally:
+            await connection.close(timeout=2)
+
+
+async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        pass
+
+
+async def _wait_either(first: asyncio.Event, second: asyncio.Event) -> None:
+    waiters = [asyncio.create_task(first.wait()), asyncio.create_task(second.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

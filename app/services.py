@@ -1,0 +1,75 @@
+"""The service's background loops, supervised together: scheduler, outbox relay, DAG processor
+and (on PostgreSQL) the wake-up listener. They run in one TaskGroup: if one crashes, the group
+ends and the process exits non-zero rather than living on half alive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.dag_processor.supervisor import DagProcessor
+from app.relay import OutboxRelay
+from app.scheduler.loop import Scheduler
+from app.scheduler.wakeup import listen_for_wakeups
+from app.state import ServiceState
+from weir.broker import Broker
+
+__all__ = ["ServiceLoops", "run_loops"]
+
+log = logging.getLogger(__name__)
+
+
+class ServiceLoops:
+    """The loops of one replica, also driven step by step by tests (``run_until_idle``)."""
+
+    def __init__(self, state: ServiceState, broker: Broker) -> None:
+        settings = state.settings
+        self.scheduler = Scheduler(
+            state.database,
+            state.tokens,
+            state.clock,
+            wakeup=state.scheduler_wakeup,
+            outbox_ready=state.outbox_ready,
+            versions=state.versions,
+            sweep_interval=settings.sweep_interval,
+        )
+        self.relay = OutboxRelay(
+            state.database, broker, state.outbox_ready, sweep_interval=settings.sweep_interval
+        )
+        self.dag_processor = DagProcessor(
+            settings, state.database, on_change=state.scheduler_wakeup.notify
+        )
+        self._state = state
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.scheduler.run(stop), name="scheduler")
+            group.create_task(self.relay.run(stop), name="outbox-relay")
+            group.create_task(self.dag_processor.run(stop), name="dag-processor")
+            if self._state.database.is_postgres:
+                group.create_task(
+                    listen_for_wakeups(
+                        self._state.settings.database_url, self._state.scheduler_wakeup, stop
+                    ),
+                    name="wakeup-listener",
+                )
+
+
+@asynccontextmanager
+async def run_loops(loops: ServiceLoops) -> AsyncIterator[None]:
+    """Run the loops for the duration of the block; stop them cleanly on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(loops.run(stop), name="service-loops")
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            async with asyncio.timeout(10):
+                await task
+        except TimeoutError:
+            log.warning("service loops did not stop within 10 s; cancelling them")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)

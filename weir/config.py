@@ -1,0 +1,97 @@
+"""Settings: one object, built once by the CLI and passed down.
+
+Precedence: command-line flags (passed as keyword arguments) > ``WEIR_*`` environment variables >
+an optional ``weir.toml`` > defaults. Nothing in Weir reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WEIR_", toml_file="weir.toml", extra="ignore", validate_default=True
+    )
+
+    # Where things are.
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///.weir/weir.db",
+        description="postgresql+asyncpg://… in production, sqlite+aiosqlite://… embedded.",
+    )
+    broker_url: str = Field(
+        default="memory://",
+        description="amqp://user:pass@host/vhost for RabbitMQ, or memory:// (standalone only).",
+    )
+    broker_namespace: str = Field(
+        default="weir", description="Prefix of every queue and exchange Weir declares."
+    )
+    dags_folder: Path = Path("dags")
+    data_dir: Path = Path(".weir")
+    api_url: str = Field(
+        default="http://127.0.0.1:8080", description="Where workers reach the API."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    # Secrets.
+    secret_key: SecretStr | None = Field(
+        default=None, description="Signs attempt tokens; every API replica must share it."
+    )
+    fernet_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    bootstrap_admin_token: SecretStr | None = None
+
+    # Scheduling and leases (seconds).
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    sweep_interval: float = Field(default=5.0, gt=0)
+    dag_parse_timeout: float = Field(default=30.0, gt=0)
+    dag_rescan_interval: float = Field(default=30.0, gt=0)
+
+    # Worker.
+    worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
+    worker_concurrency: int = Field(default=8, ge=1)
+    worker_grace_period: float = Field(default=30.0, ge=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [q.strip() for q in value.split(",") if q.strip()]
+        return value
+
+    @field_validator("fernet_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))

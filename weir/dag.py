@@ -1,0 +1,244 @@
+"""``@dag``: calling the decorated function builds a ``Dag`` from the tasks its body creates,
+validates it, and records it so the DAG processor (and a worker) can find it after importing the
+file.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ParamSpec, overload
+
+from weir.errors import DagDefinitionError
+from weir.task import Task
+
+__all__ = ["Dag", "collect_dags", "current_dag", "dag"]
+
+P = ParamSpec("P")
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+
+_current: contextvars.ContextVar[Dag | None] = contextvars.ContextVar("weir_dag", default=None)
+# The list the innermost ``collect_dags()`` block fills; None outside any block. A context variable
+# (not a module-level list) keeps concurrent imports in threads apart and keeps no DAG built outside
+# a block (a test, a worker calling a DAG function) alive forever.
+_collector: contextvars.ContextVar[list[Dag] | None] = contextvars.ContextVar(
+    "weir_dag_collector", default=None
+)
+
+
+class Dag:
+    """A validated DAG: its tasks in definition order and the options of ``@dag``."""
+
+    def __init__(
+        self,
+        dag_id: str,
+        *,
+        fileloc: str,
+        schedule: str | None = None,
+        start_date: datetime | None = None,
+        timezone: str = "UTC",
+        catchup: bool = False,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        triggers: list[Any] | None = None,
+    ) -> None:
+        if not _ID_PATTERN.match(dag_id):
+            raise DagDefinitionError(
+                f"DAG id {dag_id!r} in {fileloc} is not valid: use letters, digits, '_', '.', '-'."
+            )
+        self.dag_id = dag_id
+        self.fileloc = fileloc
+        self.schedule = schedule
+        self.start_date = start_date
+        self.timezone = timezone
+        self.catchup = catchup
+        self.tags = list(tags or [])
+        self.description = description
+        self.triggers = list(triggers or [])
+        self.tasks: dict[str, Task] = {}
+
+    def claim_task_id(self, explicit: str | None, name: str) -> str:
+        """The id for a new task: the explicit one, else ``name``, ``name__1``, ``name__2``, …"""
+        if explicit is not None and explicit in self.tasks:
+            raise DagDefinitionError(
+                f"DAG {self.dag_id!r} in {self.fileloc} has two tasks with id {explicit!r}: "
+                "give one of them another task_id."
+            )
+        candidate, n = (name if explicit is None else explicit), 0
+        while candidate in self.tasks:
+            n += 1
+            candidate = f"{name}__{n}"
+        # Checked for derived ids too: a lambda's name, ``<lambda>``, is no valid id.
+        if not _ID_PATTERN.match(candidate):
+            raise DagDefinitionError(
+                f"Task id {candidate!r} in DAG {self.dag_id!r} ({self.fileloc}) is not valid: "
+                "use letters, digits, '_', '.', '-' (name the function, or pass task_id=...)."
+            )
+        return candidate
+
+    def add_task(self, task: Task) -> None:
+        self.tasks[task.task_id] = task
+
+    def validate(self) -> None:
+        """Refuse unknown upstreams and cycles, naming the DAG, the task and the file."""
+        if not self.tasks:
+            raise DagDefinitionError(f"DAG {self.dag_id!r} in {self.fileloc} has no tasks.")
+        for task in self.tasks.values():
+            for upstream in task.upstream_ids:
+                if self.tasks.get(upstream) is None or self.tasks[upstream].dag is not self:
+                    raise DagDefinitionError(
+                        f"Task {task.task_id!r} of DAG {self.dag_id!r} in {self.fileloc} depends "
+                        f"on {upstream!r}, which is not a task of this DAG."
+                    )
+        self.topological_order()
+
+    def topological_order(self) -> list[str]:
+        """Task ids, upstreams first; raises ``DagDefinitionError`` naming a task on a cycle."""
+        remaining = {t.task_id: set(t.upstream_ids) for t in self.tasks.values()}
+        order: list[str] = []
+        while remaining:
+            ready = [tid for tid, ups in remaining.items() if not ups]
+            if not ready:
+                cycle = _find_cycle(remaining)
+                raise DagDefinitionError(
+                    f"DAG {self.dag_id!r} in {self.fileloc} has a cycle through task "
+                    f"{cycle[0]!r} ({' >> '.join(cycle)}): remove one of these dependencies."
+                )
+            for tid in ready:
+                order.append(tid)
+                del remaining[tid]
+            for ups in remaining.values():
+                ups.difference_update(ready)
+        return order
+
+    def to_dict(self) -> dict[str, Any]:
+        """The serialized structure the service stores and schedules from (JSON-safe)."""
+        return {
+            "dag_id": self.dag_id,
+            "description": self.description,
+            "schedule": self.schedule,
+            "start_date": self.start_date.isoformat() if self.start_date else None,
+            "timezone": self.timezone,
+            "catchup": self.catchup,
+            "tags": self.tags,
+            "tasks": [
+                {
+                    "task_id": t.task_id,
+                    "kind": t.kind.value,
+                    "upstream": sorted(t.upstream_ids),
+                    "inputs": sorted(t.input_ids()),
+                    "retries": t.options.retries,
+                    "retry_delay": t.options.retry_delay,
+                    "queue": t.options.queue,
+                    "doc": inspect.getdoc(t.function),
+                }
+                for t in (self.tasks[tid] for tid in self.topological_order())
+            ],
+        }
+
+
+def _find_cycle(remaining: dict[str, set[str]]) -> list[str]:
+    """One cycle among tasks left unsorted, in dependency order and closed (``a, b, a``).
+
+    Every left-over task still has a left-over upstream, so walking upstreams must loop; after
+    ``len(remaining)`` steps the walk is on the loop (a task merely downstream of it is not)."""
+    node = min(remaining)
+    for _ in range(len(remaining)):
+        node = min(remaining[node])
+    walk = [node]
+    while (node := min(remaining[node])) != walk[0]:
+        walk.append(node)
+    cycle = walk[::-1]  # walked upstream; report downstream, from the first id in sort order
+    start = cycle.index(min(cycle))
+    cycle = cycle[start:] + cycle[:start]
+    return [*cycle, cycle[0]]
+
+
+def current_dag() -> Dag | None:
+    """The DAG whose body is being built, if any."""
+    return _current.get()
+
+
+@contextmanager
+def collect_dags() -> Iterator[list[Dag]]:
+    """Gather every DAG built while the block runs (the loader wraps a file's import in this)."""
+    found: list[Dag] = []
+    token = _collector.set(found)
+    try:
+        yield found
+    finally:
+        _collector.reset(token)
+
+
+@overload
+def dag(function: Callable[P, Any], /) -> Callable[P, Dag]: ...
+
+
+@overload
+def dag(
+    function: None = None,
+    /,
+    *,
+    dag_id: str | None = None,
+    schedule: str | None = None,
+    start_date: datetime | None = None,
+    timezone: str = "UTC",
+    catchup: bool = False,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    triggers: list[Any] | None = None,
+) -> Callable[[Callable[P, Any]], Callable[P, Dag]]: ...
+
+
+def dag(
+    function: Callable[P, Any] | None = None,
+    /,
+    *,
+    dag_id: str | None = None,
+    schedule: str | None = None,
+    start_date: datetime | None = None,
+    timezone: str = "UTC",
+    catchup: bool = False,
+    tags: list[str] | None = None,
+    description: str | None = None,
+    triggers: list[Any] | None = None,
+) -> Callable[P, Dag] | Callable[[Callable[P, Any]], Callable[P, Dag]]:
+    """Decorate a function whose body creates tasks; calling it builds and registers the DAG.
+
+    Typed with overloads so that ``@dag`` and ``@dag(...)`` keep DAG files type-checkable."""
+
+    def decorate(body: Callable[P, Any]) -> Callable[P, Dag]:
+        @functools.wraps(body)
+        def build(*args: P.args, **kwargs: P.kwargs) -> Dag:
+            built = Dag(
+                dag_id or body.__name__,
+                fileloc=inspect.getfile(body),
+                schedule=schedule,
+                start_date=start_date,
+                timezone=timezone,
+                catchup=catchup,
+                tags=tags,
+                description=description or inspect.getdoc(body),
+                triggers=triggers,
+            )
+            token = _current.set(built)
+            try:
+                body(*args, **kwargs)
+            finally:
+                _current.reset(token)
+            built.validate()
+            collector = _collector.get()
+            if collector is not None:
+                collector.append(built)
+            return built
+
+        return build
+
+    if function is not None:
+        return decorate(function)
+    return decorate

@@ -1,0 +1,111 @@
+"""Wire models shared by the service and the workers: the broker's task message and the bodies of
+the execution API (``/execution/v1``).
+
+Every message and every call carries ``(task_instance_id, attempt)``: the fence that lets the
+service refuse a report from an attempt that is no longer current (invariant 1).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "MESSAGE_VERSION",
+    "ClaimAccepted",
+    "ClaimRequest",
+    "FinishAccepted",
+    "FinishRequest",
+    "HeartbeatAccepted",
+    "HeartbeatRequest",
+    "LogAppend",
+    "ReleaseRequest",
+    "TaskKind",
+    "TaskMessage",
+]
+
+MESSAGE_VERSION: Literal[1] = 1
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskMessage(_Wire):
+    """What the outbox relay publishes and a worker consumes: a wake-up for one attempt.
+
+    It carries no work: the worker learns what to run from its claim. ``token`` is the
+    attempt-scoped credential for the execution API (invariant 6).
+    """
+
+    v: Literal[1] = MESSAGE_VERSION
+    task_instance_id: int
+    attempt: int = Field(ge=1)
+    dag_id: str
+    run_id: str
+    task_id: str
+    queue: str
+    token: str
+
+
+class TaskKind(StrEnum):
+    PYTHON = "python"
+    SHELL = "shell"
+
+
+class ClaimRequest(_Wire):
+    attempt: int = Field(ge=1)
+    worker: str = Field(description="hostname:pid of the claiming worker")
+
+
+class ClaimAccepted(_Wire):
+    """The claim won (``queued -> running``): everything the worker needs to run the attempt."""
+
+    task_instance_id: int
+    attempt: int
+    dag_id: str
+    run_id: str
+    task_id: str
+    fileloc: str = Field(description="The DAG file, relative to the DAGs folder.")
+    file_hash: str
+    kind: TaskKind
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="Return values of the upstream tasks this one reads."
+    )
+    conf: dict[str, Any] = Field(default_factory=dict)
+    logical_date: datetime
+    heartbeat_interval: float
+    lease_seconds: float
+
+
+class HeartbeatRequest(_Wire):
+    attempt: int = Field(ge=1)
+
+
+class HeartbeatAccepted(_Wire):
+    lease_expires_at: datetime
+
+
+class LogAppend(_Wire):
+    attempt: int = Field(ge=1)
+    data: str = Field(description="Text to append to the attempt's log, newlines included.")
+
+
+class FinishRequest(_Wire):
+    attempt: int = Field(ge=1)
+    state: Literal["success", "failed"]
+    result: Any = None
+    error: str | None = Field(default=None, description="The traceback when state is failed.")
+
+
+class FinishAccepted(_Wire):
+    state: str = Field(description="The task instance's state after the report.")
+
+
+class ReleaseRequest(_Wire):
+    """A worker shutting down hands back an attempt it claimed but never started."""
+
+    attempt: int = Field(ge=1)

@@ -1,0 +1,74 @@
+"""Process plumbing shared by the CLI's long-running commands: logging set-up, the stop event
+wired to SIGINT/SIGTERM, and a uvicorn server that leaves signals to us.
+
+Signals are handled here, once, at the top; every component below takes a ``stop`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Generator
+from typing import Any
+
+__all__ = ["QuietServer", "configure_logging", "stop_on_signals"]
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    for noisy in ("aiormq", "aio_pika", "httpx", "watchfiles"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on the first SIGINT/SIGTERM; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+
+    def first(signum: int) -> None:
+        logging.getLogger("weir").info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, os._exit, 130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, first, sig)
+
+
+def _import_uvicorn() -> Any:
+    import uvicorn
+
+    return uvicorn
+
+
+class QuietServer:
+    """A uvicorn server that does not install signal handlers (``stop_on_signals`` owns them)."""
+
+    def __init__(self, app: Any, host: str, port: int, log_level: str) -> None:
+        uvicorn = _import_uvicorn()
+
+        class _Server(uvicorn.Server):  # type: ignore[misc,name-defined]
+            @contextlib.contextmanager
+            def capture_signals(self) -> Generator[None, None, None]:
+                yield
+
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level=log_level.lower(), access_log=False,
+            lifespan="on",
+        )  # fmt: skip
+        self._server = _Server(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    async def serve(self) -> None:
+        await self._server.serve()
+
+    def shutdown(self) -> None:
+        self._server.should_exit = True

@@ -1,0 +1,234 @@
+"""``@task``: turn a function into a task factory. Calling it inside a ``@dag`` body adds a task to
+that DAG and returns an ``XComArg``, a promise of the task's return value that downstream tasks
+take as arguments and that ``>>`` wires explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, overload
+
+from weir.errors import DagDefinitionError
+from weir.messages import TaskKind
+
+__all__ = ["Task", "TaskFunction", "XComArg", "task"]
+
+DEFAULT_QUEUE = "default"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOptions:
+    task_id: str | None = None
+    retries: int = 0
+    retry_delay: float = 0.0
+    queue: str = DEFAULT_QUEUE
+
+
+@dataclasses.dataclass(eq=False)
+class Task:
+    """One node of a DAG: the callable, the arguments it was called with, and its upstreams."""
+
+    task_id: str
+    dag: Any  # weir.dag.Dag; typed loosely to keep task.py free of an import cycle
+    function: Callable[..., Any]
+    kind: TaskKind
+    options: TaskOptions
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    upstream_ids: set[str] = dataclasses.field(default_factory=set)
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.function)
+
+    def input_ids(self) -> set[str]:
+        """The tasks whose return values this task takes as arguments."""
+        return {ref.task.task_id for ref in _find_refs((self.args, self.kwargs))}
+
+    def resolve_arguments(self, inputs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call arguments with each ``XComArg`` replaced by its task's return value."""
+        args = tuple(_substitute(a, inputs) for a in self.args)
+        kwargs = {k: _substitute(v, inputs) for k, v in self.kwargs.items()}
+        return args, kwargs
+
+
+class XComArg:
+    """The future return value of a task; also the handle for ``>>`` and ``<<``."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def __rshift__(self, other: XComArg | Iterable[XComArg]) -> XComArg | Iterable[XComArg]:
+        for downstream in _as_list(other):
+            _link(self, downstream)
+        return other
+
+    def __lshift__(self, other: XComArg | Iterable[XComArg]) -> XComArg | Iterable[XComArg]:
+        for upstream in _as_list(other):
+            _link(upstream, self)
+        return other
+
+    def __rrshift__(self, other: Iterable[XComArg]) -> XComArg:
+        for upstream in _as_list(other):
+            _link(upstream, self)
+        return self
+
+    def __rlshift__(self, other: Iterable[XComArg]) -> XComArg:
+        for downstream in _as_list(other):
+            _link(self, downstream)
+        return self
+
+    def __repr__(self) -> str:
+        return f"XComArg({self.task.task_id!r})"
+
+
+def _as_list(value: Any) -> list[XComArg]:
+    items = list(value) if isinstance(value, list | tuple | set) else [value]
+    for item in items:
+        if not isinstance(item, XComArg):
+            raise DagDefinitionError(
+                f"`>>` and `<<` connect tasks, not {type(item).__name__}: call the @task "
+                "function and use what the call returns."
+            )
+    return items
+
+
+def _link(upstream: XComArg, downstream: XComArg) -> None:
+    if upstream.task.dag is not downstream.task.dag:
+        raise DagDefinitionError(
+            f"Task {downstream.task.task_id!r} of DAG {downstream.task.dag.dag_id!r} cannot depend "
+            f"on task {upstream.task.task_id!r} of another DAG ({upstream.task.dag.dag_id!r})."
+        )
+    downstream.task.upstream_ids.add(upstream.task.task_id)
+
+
+def _find_refs(value: Any) -> list[XComArg]:
+    if isinstance(value, XComArg):
+        return [value]
+    if isinstance(value, dict):
+        return [r for v in value.values() for r in _find_refs(v)]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [r for v in value for r in _find_refs(v)]
+    return []
+
+
+def _substitute(value: Any, inputs: dict[str, Any]) -> Any:
+    if isinstance(value, XComArg):
+        return inputs.get(value.task.task_id)
+    if isinstance(value, dict):
+        return {k: _substitute(v, inputs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_substitute(v, inputs) for v in value)
+    return value
+
+
+class TaskFunction:
+    """What ``@task`` returns: call it inside a DAG body to add a task."""
+
+    def __init__(self, function: Callable[..., Any], kind: TaskKind, options: TaskOptions) -> None:
+        self.function = function
+        self.kind = kind
+        self.options = options
+        self.__doc__ = function.__doc__
+        self.__name__ = function.__name__
+        self.__wrapped__ = function
+
+    def override(self, **changes: Any) -> TaskFunction:
+        """A copy with other options, e.g. ``extract.override(task_id="extract_eu")``."""
+        merged = {**dataclasses.asdict(self.options), **changes}
+        return TaskFunction(self.function, self.kind, _parse_options(merged))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
+        from weir.dag import current_dag
+
+        dag = current_dag()
+        if dag is None:
+            raise DagDefinitionError(
+                f"Task function {self.function.__name__!r} was called outside a DAG: call it "
+                "inside the body of a function decorated with @dag."
+            )
+        task_id = dag.claim_task_id(self.options.task_id, self.function.__name__)
+        created = Task(
+            task_id=task_id,
+            dag=dag,
+            function=self.function,
+            kind=self.kind,
+            options=self.options,
+            args=args,
+            kwargs=kwargs,
+        )
+        for ref in _find_refs((args, kwargs)):
+            _link(ref, XComArg(created))
+        dag.add_task(created)
+        return XComArg(created)
+
+
+class _TaskDecorator:
+    """``@task``, ``@task(...)`` and ``@task.shell``."""
+
+    @overload
+    def __call__(self, function: Callable[..., Any], /) -> TaskFunction: ...
+
+    @overload
+    def __call__(
+        self,
+        function: None = None,
+        /,
+        *,
+        task_id: str | None = None,
+        retries: int = 0,
+        retry_delay: float = 0.0,
+        queue: str = DEFAULT_QUEUE,
+    ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
+
+    def __call__(
+        self,
+        function: Callable[..., Any] | None = None,
+        /,
+        **options: Any,
+    ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+        return _decorate(function, TaskKind.PYTHON, options)
+
+    @overload
+    def shell(self, function: Callable[..., str], /) -> TaskFunction: ...
+
+    @overload
+    def shell(
+        self, function: None = None, /, **options: Any
+    ) -> Callable[[Callable[..., str]], TaskFunction]: ...
+
+    def shell(
+        self, function: Callable[..., str] | None = None, /, **options: Any
+    ) -> TaskFunction | Callable[[Callable[..., str]], TaskFunction]:
+        """A task whose function returns a shell command; the worker runs it and the last line of
+        its standard output is the task's return value (a non-zero exit fails the attempt)."""
+        return _decorate(function, TaskKind.SHELL, options)
+
+
+def _decorate(
+    function: Callable[..., Any] | None, kind: TaskKind, options: dict[str, Any]
+) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+    parsed = _parse_options(options)
+    if function is None:
+        return lambda f: TaskFunction(f, kind, parsed)
+    return TaskFunction(function, kind, parsed)
+
+
+def _parse_options(options: dict[str, Any]) -> TaskOptions:
+    known = {f.name for f in dataclasses.fields(TaskOptions)}
+    unknown = set(options) - known
+    if unknown:
+        raise DagDefinitionError(
+            f"Unknown @task option(s) {sorted(unknown)}; the options are {sorted(known)}."
+        )
+    parsed = TaskOptions(**options)
+    if parsed.retries < 0 or parsed.retry_delay < 0:
+        raise DagDefinitionError("@task retries and retry_delay must not be negative.")
+    return parsed
+
+
+task = _TaskDecorator()
