@@ -43,6 +43,11 @@ class ServiceLoops:
         )
         self._state = state
 
+    def wake_all(self) -> None:
+        """Wake every waiting loop, so that a set ``stop`` is seen at once."""
+        self._state.scheduler_wakeup.notify()
+        self._state.outbox_ready.notify()
+
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.scheduler.run(stop), name="scheduler")
@@ -66,6 +71,7 @@ async def run_loops(loops: ServiceLoops) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
+        loops.wake_all()
         try:
             async with asyncio.timeout(10):
                 await task

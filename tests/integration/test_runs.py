@@ -119,7 +119,8 @@ async def test_broken_dag_file_is_an_import_error_and_others_still_run(stack: St
     run_id = await stack.trigger("diamond")
     assert await stack.wait_for_run("diamond", run_id) == "success"
 
-    broken.write_text(DIAMOND.replace("def diamond", "def mended").replace("diamond()", "mended()"))
+    mended = DIAMOND.replace("def diamond", "def mended").replace("diamond()", "mended()")
+    stack.write_dag(broken.name, mended)
     await stack.wait_for_dag("mended")
 
     async def no_errors() -> bool:

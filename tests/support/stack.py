@@ -95,6 +95,7 @@ class Stack:
     async def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 60.0) -> str:
         async def finished() -> str | None:
             response = await self.client.get(f"/api/v1/dags/{dag_id}/runs/{run_id}")
+            assert response.status_code == 200, response.text
             state: str = response.json()["state"]
             return state if state in FINISHED else None
 

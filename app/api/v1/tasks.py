@@ -27,6 +27,7 @@ router = APIRouter(
 class TaskInstancePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int
     task_id: str
     state: TaskState
     attempt: int

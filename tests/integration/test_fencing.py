@@ -1,0 +1,82 @@
+"""Invariant 1: a report for an attempt that is no longer current is refused and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.execution.tokens import AttemptTokens
+from tests.support.stack import Stack
+
+ONE_TASK = """
+    from weir import dag, task
+
+    @dag
+    def single():
+        @task(retries=1, retry_delay=0)
+        def only() -> int:
+            return 7
+
+        only()
+
+    single()
+"""
+
+
+async def _post(stack: Stack, ti_id: int, attempt: int, call: str, body: dict[str, Any]) -> Any:
+    assert stack.settings.secret_key is not None
+    tokens = AttemptTokens(stack.settings.secret_key.get_secret_value().encode())
+    return await stack.client.post(
+        f"/execution/v1/task-instances/{ti_id}/{call}",
+        json={"attempt": attempt, **body},
+        headers={"Authorization": f"Bearer {tokens.issue(ti_id, attempt)}"},
+    )
+
+
+async def _task_instance_id(stack: Stack, run_id: str) -> int:
+    from sqlalchemy import select
+
+    from app.db.models import TaskInstance
+
+    async with stack.database.sessions() as session:
+        ti_id = await session.scalar(select(TaskInstance.id).where(TaskInstance.run_id == run_id))
+    assert ti_id is not None
+    return ti_id
+
+
+async def test_stale_reports_get_409_and_change_nothing(stack: Stack) -> None:
+    stack.write_dag("single.py", ONE_TASK)
+    await stack.wait_for_dag("single")
+    run_id = await stack.trigger("single")
+    assert await stack.wait_for_run("single", run_id) == "success"
+    ti_id = await _task_instance_id(stack, run_id)
+    before = (await stack.task_instances("single", run_id))["only"]
+
+    refused = [
+        await _post(stack, ti_id, 1, "finish", {"state": "failed", "error": "late"}),
+        await _post(stack, ti_id, 1, "claim", {"worker": "intruder:1"}),
+        await _post(stack, ti_id, 1, "heartbeat", {}),
+        await _post(stack, ti_id, 1, "logs", {"data": "late line\n"}),
+        await _post(stack, ti_id, 2, "finish", {"state": "success", "result": 0}),
+    ]
+    for response in refused:
+        assert response.status_code == 409, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    assert (await stack.task_instances("single", run_id))["only"] == before
+    assert "late line" not in await stack.logs("single", run_id, "only")
+
+
+async def test_a_token_for_another_attempt_is_refused(stack: Stack) -> None:
+    stack.write_dag("single.py", ONE_TASK)
+    await stack.wait_for_dag("single")
+    run_id = await stack.trigger("single")
+    assert await stack.wait_for_run("single", run_id) == "success"
+    ti_id = await _task_instance_id(stack, run_id)
+    assert stack.settings.secret_key is not None
+    tokens = AttemptTokens(stack.settings.secret_key.get_secret_value().encode())
+    response = await stack.client.post(
+        f"/execution/v1/task-instances/{ti_id}/finish",
+        json={"attempt": 1, "state": "failed"},
+        headers={"Authorization": f"Bearer {tokens.issue(ti_id + 1, 1)}"},
+    )
+    assert response.status_code == 401
+    assert (await stack.task_instances("single", run_id))["only"]["state"] == "success"

@@ -1,0 +1,109 @@
+"""Log shipping and the lease, against the execution API stood in for at the transport edge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from weir.messages import ClaimAccepted, TaskKind, TaskMessage
+from workers.client import ExecutionClient, RetryBudget
+from workers.heartbeat import Lease
+from workers.logs import AttemptLog
+
+MESSAGE = TaskMessage(
+    task_instance_id=5, attempt=2, dag_id="d", run_id="r", task_id="t", queue="default", token="k"
+)
+CLAIM = ClaimAccepted(
+    task_instance_id=5,
+    attempt=2,
+    dag_id="d",
+    run_id="r",
+    task_id="t",
+    fileloc="d.py",
+    file_hash="0" * 64,
+    kind=TaskKind.PYTHON,
+    logical_date=datetime(2026, 1, 1, tzinfo=UTC),
+    heartbeat_interval=0.01,
+    lease_seconds=30.0,
+)
+
+
+class LogService:
+    """Accepts log appends; holds the first one until ``release`` is set."""
+
+    def __init__(self, status: int = 204) -> None:
+        self.status = status
+        self.bodies: list[str] = []
+        self.received = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content)["data"])
+        self.received.set()
+        if len(self.bodies) == 1:
+            await self.release.wait()
+        return httpx.Response(self.status)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[list[httpx.AsyncClient]]:
+    clients: list[httpx.AsyncClient] = []
+    yield clients
+    for client in clients:
+        await client.aclose()
+
+
+def client_for(
+    clients: list[httpx.AsyncClient], handler: httpx.AsyncBaseTransport
+) -> ExecutionClient:
+    clients.append(httpx.AsyncClient(transport=handler))
+    fast = RetryBudget(logs=0.1, heartbeat=0.1, first_wait=0.01, max_wait=0.01)
+    return ExecutionClient("http://weir.test", clients[-1], budget=fast)
+
+
+async def test_lines_written_during_a_request_go_out_together(
+    http: list[httpx.AsyncClient],
+) -> None:
+    service = LogService()
+    log = AttemptLog(client_for(http, httpx.MockTransport(service)), MESSAGE)
+
+    async with log.shipping():
+        log.write("first\n")
+        await service.received.wait()  # the first request is in flight, and held
+        for n in range(100):
+            log.write(f"line {n}\n")
+        service.release.set()
+
+    assert service.bodies == ["first\n", "".join(f"line {n}\n" for n in range(100))]
+
+
+async def test_a_refused_log_is_dropped_without_raising(http: list[httpx.AsyncClient]) -> None:
+    service = LogService(status=409)
+    service.release.set()
+    log = AttemptLog(client_for(http, httpx.MockTransport(service)), MESSAGE)
+
+    async with log.shipping():
+        log.write("fenced\n")
+        await service.received.wait()
+        log.write("never sent\n")
+
+    assert service.bodies == ["fenced\n"]
+
+
+async def test_a_refused_heartbeat_cancels_the_attempt(http: list[httpx.AsyncClient]) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(409, json={"detail": "not current"})
+
+    lease = Lease(client_for(http, httpx.MockTransport(refuse)), MESSAGE, CLAIM)
+    running = asyncio.create_task(asyncio.Event().wait())
+
+    await lease.keep(running)
+
+    assert lease.is_fenced
+    with pytest.raises(asyncio.CancelledError):
+        await running

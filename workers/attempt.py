@@ -1,0 +1,196 @@
+"""One message, start to end: parse → claim → ack → run (heartbeats, log shipping) → report.
+
+``AttemptHandler.handle`` is the error boundary for a message (invariants 2 and 7):
+
+- a message that cannot be parsed is dead-lettered;
+- the worker acks only once the execution API has answered the claim: accepted → ack, then run;
+  refused → ack and drop (a duplicate, or an attempt that is no longer current); no answer →
+  nack, so the message comes back;
+- once stopping, a message not yet claimed is nacked, and an attempt claimed but not yet started
+  is handed back through ``release``;
+- the outcome is reported with ``finish`` after the log has been flushed; a fenced-off or
+  cancelled attempt reports nothing (its lease lapses and the service retries it).
+
+No exception escapes but the cancellation with which the worker abandons an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import reprlib
+from collections.abc import Awaitable, Callable
+
+from pydantic import ValidationError
+
+from weir.broker import Delivery
+from weir.messages import ClaimAccepted, ClaimRequest, FinishRequest, ReleaseRequest, TaskMessage
+from workers.capture import log_line
+from workers.client import AttemptRefused, ExecutionClient
+from workers.heartbeat import Lease
+from workers.identity import attempt_label
+from workers.logs import AttemptLog
+from workers.outcome import Outcome
+from workers.runners import Runner
+
+__all__ = ["AttemptHandler"]
+
+logger = logging.getLogger(__name__)
+
+_result_repr = reprlib.Repr()
+_result_repr.maxstring = _result_repr.maxother = 500
+
+
+class AttemptHandler:
+    """Handles the messages of one worker; ``stop`` set means the worker is shutting down."""
+
+    def __init__(
+        self, *, client: ExecutionClient, runner: Runner, worker: str, stop: asyncio.Event
+    ) -> None:
+        self._client = client
+        self._runner = runner
+        self._worker = worker
+        self._stop = stop
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Settle the message and see its attempt through; never raises."""
+        try:
+            message = await self._parse(delivery)
+            if message is None:
+                return
+            claim = await self._claim(delivery, message)
+            if claim is None:
+                return
+            await _settle(delivery.ack, "ack", message)
+            if self._stop.is_set():
+                await self._release(message)
+                return
+            outcome = await self._run(message, claim)
+            if outcome is not None:
+                await self._report(message, outcome)
+        except Exception:
+            logger.exception("Unexpected error handling a message from queue %s", delivery.queue)
+
+    async def _parse(self, delivery: Delivery) -> TaskMessage | None:
+        try:
+            return TaskMessage.model_validate_json(delivery.body)
+        except ValidationError as exc:
+            logger.error(
+                "Dead-lettering an unparseable message from queue %s (%s): %s",
+                delivery.queue,
+                reprlib.repr(delivery.body),
+                exc,
+            )
+            await _settle(delivery.dead_letter, "dead-letter", None)
+            return None
+
+    async def _claim(self, delivery: Delivery, message: TaskMessage) -> ClaimAccepted | None:
+        label = attempt_label(message)
+        if self._stop.is_set():
+            logger.info("%s: stopping, returning the unclaimed message to its queue", label)
+            await _settle(delivery.nack, "nack", message)
+            return None
+        request = ClaimRequest(attempt=message.attempt, worker=self._worker)
+        try:
+            return await self._client.claim(message.task_instance_id, message.token, request)
+        except AttemptRefused as exc:
+            logger.info("%s: claim refused (%s); dropping the message", label, exc)
+            await _settle(delivery.ack, "ack", message)
+        except Exception as exc:
+            logger.error("%s: claim failed (%s); returning the message to its queue", label, exc)
+            await _settle(delivery.nack, "nack", message)
+        return None
+
+    async def _run(self, message: TaskMessage, claim: ClaimAccepted) -> Outcome | None:
+        """Run with the log shipped and the lease kept; ``None`` if the attempt was fenced off."""
+        label = attempt_label(message)
+        logger.info("%s: running (%s task from %s)", label, claim.kind.value, claim.fileloc)
+        log = AttemptLog(self._client, message)
+        async with log.shipping():
+            log.write(log_line(logging.INFO, f"{label}: running on worker {self._worker}"))
+            outcome = await self._run_leased(message, claim, log)
+            if outcome is not None:
+                log.write(_describe(outcome))
+        return outcome
+
+    async def _run_leased(
+        self, message: TaskMessage, claim: ClaimAccepted, log: AttemptLog
+    ) -> Outcome | None:
+        running = asyncio.create_task(self._runner.run(claim, log))
+        lease = Lease(self._client, message, claim)
+        beating = asyncio.create_task(lease.keep(running))
+        try:
+            return await running
+        except asyncio.CancelledError:
+            if lease.is_fenced and not _is_being_cancelled():
+                return None
+            logger.warning(
+                "%s: abandoned before it finished; it reports nothing, its lease will lapse and "
+                "the service will retry it",
+                attempt_label(message),
+            )
+            raise
+        except Exception as exc:  # a runner bug: report it rather than let the lease lapse
+            logger.exception("%s: the runner failed", attempt_label(message))
+            return Outcome.from_exception(exc)
+        finally:
+            beating.cancel()
+            await asyncio.wait([beating])
+
+    async def _report(self, message: TaskMessage, outcome: Outcome) -> None:
+        label = attempt_label(message)
+        body = FinishRequest(
+            attempt=message.attempt, state=outcome.state, result=outcome.result, error=outcome.error
+        )
+        try:
+            accepted = await self._client.finish(message.task_instance_id, message.token, body)
+        except AttemptRefused as exc:
+            logger.info("%s: %s report refused (%s)", label, outcome.state, exc)
+        except Exception as exc:
+            logger.error(
+                "%s: could not report %s (%s); the lease will lapse and the service will retry "
+                "the task",
+                label,
+                outcome.state,
+                exc,
+            )
+        else:
+            logger.info("%s: %s (task instance now %s)", label, outcome.state, accepted.state)
+
+    async def _release(self, message: TaskMessage) -> None:
+        label = attempt_label(message)
+        try:
+            await self._client.release(
+                message.task_instance_id, message.token, ReleaseRequest(attempt=message.attempt)
+            )
+        except AttemptRefused as exc:
+            logger.info("%s: release refused (%s)", label, exc)
+        except Exception as exc:
+            logger.warning(
+                "%s: could not hand the attempt back (%s); its lease will lapse", label, exc
+            )
+        else:
+            logger.info("%s: stopping, handed the claimed attempt back before starting it", label)
+
+
+async def _settle(
+    operation: Callable[[], Awaitable[None]], what: str, message: TaskMessage | None
+) -> None:
+    """Ack, nack or dead-letter; a broker failure here is logged, the fences cover the rest."""
+    try:
+        await operation()
+    except Exception as exc:
+        label = attempt_label(message) if message is not None else "unparseable message"
+        logger.warning("%s: %s failed (%s); the broker may deliver it again", label, what, exc)
+
+
+def _describe(outcome: Outcome) -> str:
+    if outcome.state == "success":
+        returned = _result_repr.repr(outcome.result)
+        return log_line(logging.INFO, f"Task succeeded; returned {returned}")
+    return log_line(logging.ERROR, f"Task failed:\n{(outcome.error or '').rstrip()}")
+
+
+def _is_being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,0 +1,222 @@
+"""The execution API as the worker sees it: one method per call, each fenced on the attempt.
+
+Errors::
+
+    WeirError
+    └── ExecutionApiError      the API could not be reached or answered something unexpected
+        └── AttemptRefused     409/401/404: this attempt is not ours to run or report any more
+
+Transient failures (connection errors, timeouts, 5xx, 429) are retried with jittered exponential
+backoff for a bounded time per call (``RetryBudget``), then raised as ``ExecutionApiError``. A
+retried call may have reached the service the first time: the fence turns such a duplicate into a
+409, so a worker treats ``AttemptRefused`` after a retry the same way as any other refusal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from weir.errors import WeirError
+from weir.messages import (
+    ClaimAccepted,
+    ClaimRequest,
+    FinishAccepted,
+    FinishRequest,
+    HeartbeatAccepted,
+    HeartbeatRequest,
+    LogAppend,
+    ReleaseRequest,
+)
+
+__all__ = ["AttemptRefused", "ExecutionApiError", "ExecutionClient", "RetryBudget"]
+
+logger = logging.getLogger(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_REFUSALS = frozenset({401, 404, 409})
+
+
+class ExecutionApiError(WeirError):
+    """The execution API could not be reached in time, or answered something unexpected."""
+
+
+class AttemptRefused(ExecutionApiError):
+    """The service refused a call for this attempt: it is no longer current (409), the token does
+    not authorise it (401) or the task instance is gone (404). Nothing was changed."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class _TransientError(Exception):
+    """An answer worth retrying (5xx, 429)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"{response.status_code} {response.reason_phrase}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryBudget:
+    """How long (seconds) each call keeps retrying transient failures before giving up.
+
+    ``finish`` gets the most: a lost report means the lease lapses and the task runs again.
+    ``heartbeat`` stays well under the lease, so the next beat gets its turn.
+    """
+
+    claim: float = 30.0
+    heartbeat: float = 10.0
+    logs: float = 30.0
+    finish: float = 60.0
+    release: float = 10.0
+    first_wait: float = 0.2
+    max_wait: float = 5.0
+
+
+class ExecutionClient:
+    """Calls ``{api_url}/execution/v1/task-instances/{id}/…`` with the attempt's bearer token."""
+
+    def __init__(
+        self,
+        api_url: str,
+        http: httpx.AsyncClient | None = None,
+        *,
+        budget: RetryBudget | None = None,
+    ) -> None:
+        self._api_url = api_url.rstrip("/")
+        self._base = f"{self._api_url}/execution/v1/task-instances"
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        self._budget = budget or RetryBudget()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> ExecutionClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def claim(self, task_instance_id: int, token: str, body: ClaimRequest) -> ClaimAccepted:
+        response = await self._post(task_instance_id, "claim", token, body, self._budget.claim)
+        return _parse(ClaimAccepted, response)
+
+    async def heartbeat(
+        self, task_instance_id: int, token: str, body: HeartbeatRequest
+    ) -> HeartbeatAccepted:
+        response = await self._post(
+            task_instance_id, "heartbeat", token, body, self._budget.heartbeat
+        )
+        return _parse(HeartbeatAccepted, response)
+
+    async def append_log(self, task_instance_id: int, token: str, body: LogAppend) -> None:
+        await self._post(task_instance_id, "logs", token, body, self._budget.logs)
+
+    async def finish(
+        self, task_instance_id: int, token: str, body: FinishRequest
+    ) -> FinishAccepted:
+        response = await self._post(task_instance_id, "finish", token, body, self._budget.finish)
+        return _parse(FinishAccepted, response)
+
+    async def release(self, task_instance_id: int, token: str, body: ReleaseRequest) -> None:
+        await self._post(task_instance_id, "release", token, body, self._budget.release)
+
+    async def _post(
+        self, task_instance_id: int, call: str, token: str, body: BaseModel, budget: float
+    ) -> httpx.Response:
+        """POST with retries of transient failures; the answer is a 2xx or an exception."""
+        url = f"{self._base}/{task_instance_id}/{call}"
+        retrying = AsyncRetrying(
+            stop=stop_after_delay(budget),
+            wait=wait_exponential_jitter(
+                multiplier=self._budget.first_wait,
+                jitter=self._budget.first_wait,
+                max=self._budget.max_wait,
+            ),
+            retry=retry_if_exception(_is_transient),
+            before_sleep=_retry_logger(url, getattr(body, "attempt", None)),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._post_once(url, token, body)
+        except (httpx.TransportError, _TransientError) as exc:
+            raise ExecutionApiError(
+                f"POST {url} kept failing for {budget:g} s ({exc!r}); is the API at "
+                f"{self._api_url} up, and is WEIR_API_URL right?"
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _post_once(self, url: str, token: str, body: BaseModel) -> httpx.Response:
+        response = await self._http.post(
+            url,
+            json=body.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        if response.is_success:
+            return response
+        if response.status_code in _REFUSALS:
+            raise AttemptRefused(response.status_code, _problem_detail(response))
+        if response.status_code == 429 or response.is_server_error:
+            raise _TransientError(response)
+        raise ExecutionApiError(
+            f"POST {url} answered {response.status_code}: {_problem_detail(response)}"
+        )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, httpx.TransportError | _TransientError)
+
+
+def _retry_logger(url: str, attempt: int | None) -> Callable[[RetryCallState], None]:
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "POST %s (attempt %s) failed (%r); retry %d in %.1f s",
+            url,
+            attempt,
+            exc,
+            state.attempt_number,
+            state.next_action.sleep if state.next_action else 0.0,
+        )
+
+    return log_retry
+
+
+def _problem_detail(response: httpx.Response) -> str:
+    """The ``detail`` of a problem+json body, else the body text (shortened)."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])
+    return response.text[:500]
+
+
+def _parse(model: type[Model], response: httpx.Response) -> Model:
+    try:
+        return model.model_validate_json(response.content)
+    except ValueError as exc:
+        raise ExecutionApiError(
+            f"{response.request.url} answered a body that is not a {model.__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,168 @@
+"""Finds the task a claim names, by importing its DAG file from the worker's own DAGs folder.
+
+Workers import DAG files as Airflow's do: the claim names the file relative to the folder and the
+hash of the version the service parsed. Imports are cached by ``(path, sha256 of the content)``,
+so a file is executed once per version and an edited file is imported afresh. When the file on
+disk differs from the claim's hash, the worker warns and runs what is on disk. The bytes that are
+hashed are the bytes that are executed, so the cache key always matches the code that runs.
+
+Each cached version is its own module (``weir_worker_dag_<path>_<hash>``), registered in
+``sys.modules`` while it is cached because dataclasses, typing and pickle look modules up by
+name. Modules the file imports from the DAGs folder are forgotten after the import, so the next
+version of the file sees the current version of its helpers too.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import importlib.util
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+from weir.dag import Dag, collect_dags
+from weir.errors import WeirError
+from weir.messages import ClaimAccepted
+from weir.task import Task
+from workers.identity import attempt_label
+
+__all__ = ["DagCache", "TaskNotFound"]
+
+logger = logging.getLogger(__name__)
+
+MODULE_PREFIX = "weir_worker_dag_"
+
+
+class TaskNotFound(WeirError):
+    """The DAG file, DAG or task a claim names is not what this worker's DAGs folder holds."""
+
+
+_Key = tuple[Path, str]
+
+
+class DagCache:
+    """DAG files imported by ``(path, content hash)``; safe to use from several threads."""
+
+    def __init__(self, dags_folder: Path, *, max_files: int = 64) -> None:
+        self._folder = dags_folder.resolve()
+        self._max_files = max_files
+        self._lock = threading.Lock()
+        self._dags: collections.OrderedDict[_Key, tuple[str, dict[str, Dag]]] = (
+            collections.OrderedDict()
+        )
+
+    def load_task(self, claim: ClaimAccepted) -> Task:
+        """The task the claim names, from the DAG file on disk. Runs the file's top-level code the
+        first time this version is seen, so call it off the event loop."""
+        path = self._locate(claim.fileloc)
+        try:
+            source = path.read_bytes()
+        except FileNotFoundError:
+            raise TaskNotFound(
+                f"DAG file {claim.fileloc} is not in this worker's DAGs folder ({self._folder}). "
+                "Workers import DAG files from their own folder: deploy the same files to the "
+                "service and to every worker (WEIR_DAGS_FOLDER)."
+            ) from None
+        digest = hashlib.sha256(source).hexdigest()
+        if digest != claim.file_hash:
+            logger.warning(
+                "%s: %s on this worker (sha256 %s) differs from the version the service parsed "
+                "(%s); running the file on disk",
+                attempt_label(claim),
+                claim.fileloc,
+                digest[:12],
+                claim.file_hash[:12],
+            )
+        return _find_task(self._dags_of(path, digest, source), claim)
+
+    def _locate(self, fileloc: str) -> Path:
+        path = (self._folder / fileloc).resolve()
+        if not path.is_relative_to(self._folder):
+            raise TaskNotFound(
+                f"DAG file path {fileloc!r} points outside the DAGs folder {self._folder}; "
+                "refusing to import it."
+            )
+        return path
+
+    def _dags_of(self, path: Path, digest: str, source: bytes) -> dict[str, Dag]:
+        key = (path, digest)
+        with self._lock:
+            cached = self._dags.get(key)
+            if cached is not None:
+                self._dags.move_to_end(key)
+                return cached[1]
+            module_name = f"{MODULE_PREFIX}{_short_hash(str(path))}_{digest[:16]}"
+            dags = _import_file(self._folder, path, module_name, source)
+            self._dags[key] = (module_name, dags)
+            while len(self._dags) > self._max_files:
+                evicted_name, _ = self._dags.popitem(last=False)[1]
+                sys.modules.pop(evicted_name, None)
+            return dags
+
+
+def _import_file(folder: Path, path: Path, module_name: str, source: bytes) -> dict[str, Dag]:
+    """Execute ``source`` as the module ``module_name`` and return the DAGs it built by id."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:
+        raise ImportError(f"{path} is not a Python file Weir can import.", path=str(path))
+    module = importlib.util.module_from_spec(spec)
+    code = compile(source, str(path), "exec")
+    with _importable_siblings(folder), collect_dags() as found:
+        sys.modules[module_name] = module
+        try:
+            exec(code, module.__dict__)
+        except BaseException:
+            sys.modules.pop(module_name, None)
+            raise
+    return {built.dag_id: built for built in found}
+
+
+def _find_task(dags: dict[str, Dag], claim: ClaimAccepted) -> Task:
+    found = dags.get(claim.dag_id)
+    if found is None:
+        raise TaskNotFound(
+            f"{claim.fileloc} on this worker does not define DAG {claim.dag_id!r} (it defines "
+            f"{sorted(dags) or 'none'}): deploy the same DAG files to the service and the workers."
+        )
+    task = found.tasks.get(claim.task_id)
+    if task is None:
+        raise TaskNotFound(
+            f"DAG {claim.dag_id!r} in {claim.fileloc} on this worker has no task "
+            f"{claim.task_id!r}: deploy the same DAG files to the service and the workers."
+        )
+    return task
+
+
+@contextmanager
+def _importable_siblings(folder: Path) -> Iterator[None]:
+    """Let the file import modules next to it (the folder stays on ``sys.path``, so a task may
+    import them lazily too), and forget those modules once the import is over."""
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - before:
+            module = sys.modules.get(name)
+            if module is not None and _is_from_folder(name, module, folder):
+                sys.modules.pop(name, None)
+
+
+def _is_from_folder(name: str, module: ModuleType, folder: Path) -> bool:
+    """Whether ``module`` was found through the folder's ``sys.path`` entry (matching name to
+    file spares packages of a virtualenv that happens to live inside the folder)."""
+    file = getattr(module, "__file__", None)
+    if file is None or name.startswith(MODULE_PREFIX):
+        return False
+    base = folder.joinpath(*name.split("."))
+    return Path(file).resolve() in (base.with_suffix(".py"), base / "__init__.py")
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,119 @@
+"""An attempt's log: buffered as the task writes it, shipped to the execution API while it runs.
+
+``write`` is synchronous and cheap (any thread may call it). A shipper task wakes when text
+arrives and sends everything buffered in one request; text written while a request is in flight
+goes out together in the next one, so a chatty task costs few requests. Leaving ``shipping()``
+normally sends the rest, so the log is complete before the finish report. Task lines are echoed to
+this module's logger at DEBUG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import httpx
+
+from weir.messages import LogAppend, TaskMessage
+from workers.client import AttemptRefused, ExecutionApiError, ExecutionClient
+from workers.identity import attempt_label
+
+__all__ = ["AttemptLog"]
+
+logger = logging.getLogger(__name__)
+
+MAX_REQUEST_CHARS = 512 * 1024
+
+
+class AttemptLog:
+    """The log buffer of one attempt (create it on the event loop that ships it)."""
+
+    def __init__(self, client: ExecutionClient, message: TaskMessage) -> None:
+        self._client = client
+        self._message = message
+        self._label = attempt_label(message)
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._chunks: list[str] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._refused = False
+
+    def write(self, text: str) -> None:
+        """Append ``text`` to the log; returns at once."""
+        if not text:
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._append(text)
+            return
+        with suppress(RuntimeError):  # the loop closed: the worker is gone, and so is the log
+            self._loop.call_soon_threadsafe(self._append, text)
+
+    @asynccontextmanager
+    async def shipping(self) -> AsyncIterator[AttemptLog]:
+        """Ship the log while the block runs; after a normal exit, everything has been sent (or
+        given up on). After an exception or cancellation, shipping stops at once."""
+        shipper = asyncio.create_task(self._ship())
+        try:
+            yield self
+        except BaseException:
+            shipper.cancel()
+            with suppress(asyncio.CancelledError):
+                await shipper
+            raise
+        self._closing = True
+        self._wakeup.set()
+        await shipper
+
+    def _append(self, text: str) -> None:
+        if not self._refused:
+            self._chunks.append(text)
+            self._wakeup.set()
+        if logger.isEnabledFor(logging.DEBUG):
+            for line in text.splitlines():
+                if line.strip():
+                    logger.debug("%s | %s", self._label, line)
+
+    async def _ship(self) -> None:
+        while not self._closing:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._send_buffered()
+        await self._send_buffered()  # what arrived last, and what failed to send before
+        if self._chunks and not self._refused:
+            logger.warning(
+                "%s: %d characters of the task's log could not be shipped",
+                self._label,
+                sum(map(len, self._chunks)),
+            )
+
+    async def _send_buffered(self) -> None:
+        while self._chunks and not self._refused:
+            data = "".join(self._chunks)
+            self._chunks.clear()
+            batch, rest = data[:MAX_REQUEST_CHARS], data[MAX_REQUEST_CHARS:]
+            if rest:
+                self._chunks.append(rest)
+            if not await self._send(batch):
+                self._chunks.insert(0, batch)
+                return
+
+    async def _send(self, data: str) -> bool:
+        """Whether ``data`` is settled: sent, or dropped because the attempt was fenced off."""
+        message = self._message
+        body = LogAppend(attempt=message.attempt, data=data)
+        try:
+            await self._client.append_log(message.task_instance_id, message.token, body)
+        except AttemptRefused as exc:
+            logger.info("%s: log refused, the attempt is no longer current (%s)", self._label, exc)
+            self._refused = True
+            self._chunks.clear()
+        except (ExecutionApiError, httpx.HTTPError) as exc:
+            logger.warning("%s: could not ship log (%s); will try again", self._label, exc)
+            return False
+        except Exception:  # a bug must cost log lines, never the attempt's report
+            logger.exception("%s: dropped %d characters of log", self._label, len(data))
+        return True

@@ -1,0 +1,60 @@
+"""Runs one claimed attempt, whatever its kind, and turns how it ended into an ``Outcome``.
+
+- sync Python callables: in the process pool (``process_pool.py``);
+- async Python callables: awaited in the worker's event loop, output captured per attempt
+  through the contextvar-routed streams of ``capture.py``;
+- shell tasks: an asyncio subprocess (``shell.py``).
+
+A runner never raises for a failure of the task (or of finding it): it returns a failed outcome
+with the traceback. Cancellation propagates: it is how the worker stops an attempt. An async task
+that blocks the event loop stalls every attempt on the worker, heartbeats included; blocking work
+belongs in a sync task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from weir.messages import ClaimAccepted, TaskKind
+from weir.task import Task
+from workers.capture import LogSink, capture_into
+from workers.dag_cache import DagCache
+from workers.invocation import invoke_in_loop
+from workers.outcome import Outcome
+from workers.process_pool import SyncCall, TaskProcessPool
+from workers.shell import run_shell
+
+__all__ = ["Runner"]
+
+
+class Runner:
+    """The worker's runners; ``aclose`` shuts the process pool down."""
+
+    def __init__(self, dags_folder: Path, concurrency: int) -> None:
+        self._dags_folder = dags_folder.resolve()  # pool processes may not share our cwd
+        self._dags = DagCache(self._dags_folder)
+        self._pool = TaskProcessPool(max_workers=concurrency)
+
+    async def run(self, claim: ClaimAccepted, log: LogSink) -> Outcome:
+        """Run the attempt the claim describes; what it prints and logs goes to ``log``."""
+        try:
+            with capture_into(log):  # what the DAG file prints when first imported
+                task = await self._load(claim)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # an import error, sys.exit() in the file, a missing task
+            return Outcome.from_exception(exc)
+        if task.kind is TaskKind.SHELL:
+            return await run_shell(task, claim, log)
+        if task.is_async:
+            with capture_into(log):
+                return await invoke_in_loop(task, claim)
+        return await self._pool.run(SyncCall.create(self._dags_folder, claim), log)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+    async def _load(self, claim: ClaimAccepted) -> Task:
+        # A DAG file's top-level code may be slow: keep it off the event loop.
+        return await asyncio.to_thread(self._dags.load_task, claim)
