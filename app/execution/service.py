@@ -57,18 +57,19 @@ async def claim_attempt(
         end_date=None,
         lease_expires_at=now + timedelta(seconds=lease_seconds),
     )
-    if not moved:
-        raise _stale(ti_id, body.attempt, "be claimed")
-    await session.execute(
-        insert(TaskAttempt).values(
-            task_instance_id=ti_id,
-            attempt=body.attempt,
-            state=TaskState.RUNNING,
-            worker=body.worker,
-            start_date=now,
+    if moved:
+        await session.execute(
+            insert(TaskAttempt).values(
+                task_instance_id=ti_id,
+                attempt=body.attempt,
+                state=TaskState.RUNNING,
+                worker=body.worker,
+                start_date=now,
+            )
         )
-    )
-    ti = await session.get_one(TaskInstance, ti_id)
+    ti = await session.get(TaskInstance, ti_id)
+    if ti is None or not (moved or _is_own_claim(ti, body)):
+        raise _stale(ti_id, body.attempt, "be claimed")
     run = await session.get_one(DagRun, ti.dag_run_id)
     structure = await versions.get(session, run.version_id)
     spec = structure.tasks[ti.task_id]
@@ -95,6 +96,11 @@ async def claim_attempt(
         heartbeat_interval=heartbeat_interval,
         lease_seconds=lease_seconds,
     )
+
+
+def _is_own_claim(ti: TaskInstance, body: ClaimRequest) -> bool:
+    """A worker whose claim answer was lost retries it: the same worker gets the same answer."""
+    return ti.state == TaskState.RUNNING and ti.attempt == body.attempt and ti.worker == body.worker
 
 
 async def renew_lease(

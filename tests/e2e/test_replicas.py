@@ -93,6 +93,7 @@ async def test_two_replicas_run_every_task_exactly_once(tmp_path: Path) -> None:
                 await _wait_all_succeed(urls[0], token, run_ids)
     finally:
         await drop_postgres_database(database_url)
+        await _delete_queues(str(common["broker_namespace"]))
 
     lines = (tmp_path / "effects.log").read_text().splitlines()
     counts = Counter(tuple(line.split()[:2]) for line in lines)
@@ -100,6 +101,17 @@ async def test_two_replicas_run_every_task_exactly_once(tmp_path: Path) -> None:
     assert set(counts) == expected
     assert all(n == 1 for n in counts.values()), counts.most_common(3)
     assert len(lines) == 150
+
+
+async def _delete_queues(namespace: str) -> None:
+    from weir.broker.rabbitmq import RabbitMQBroker
+
+    broker = RabbitMQBroker(rabbitmq_url(), namespace=namespace)
+    await broker.connect()
+    try:
+        await broker.delete_namespace(["default"])
+    finally:
+        await broker.close()
 
 
 async def _trigger_through_both(urls: list[str], token: str, count: int) -> list[str]:

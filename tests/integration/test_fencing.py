@@ -80,3 +80,45 @@ async def test_a_token_for_another_attempt_is_refused(stack: Stack) -> None:
     )
     assert response.status_code == 401
     assert (await stack.task_instances("single", run_id))["only"]["state"] == "success"
+
+
+UNSERVED = """
+    from weir import dag, task
+
+    @dag
+    def unserved():
+        @task(queue="nobody-serves-this")
+        def waits() -> int:
+            return 1
+
+        waits()
+
+    unserved()
+"""
+
+
+async def test_only_one_claim_of_an_attempt_wins(stack: Stack) -> None:
+    """Invariant 2: the second claim of an attempt is refused; the winner may repeat its own."""
+    stack.write_dag("unserved.py", UNSERVED)
+    await stack.wait_for_dag("unserved")
+    run_id = await stack.trigger("unserved")
+    ti_id = await _task_instance_id(stack, run_id)
+
+    async def queued() -> bool:
+        return (await stack.task_instances("unserved", run_id))["waits"]["state"] == "queued"
+
+    from tests.support.stack import wait_until
+
+    await wait_until(queued)
+    first = await _post(stack, ti_id, 1, "claim", {"worker": "host-a:1"})
+    assert first.status_code == 200, first.text
+    assert first.json()["task_id"] == "waits"
+    again = await _post(stack, ti_id, 1, "claim", {"worker": "host-a:1"})
+    assert again.status_code == 200, again.text
+    rival = await _post(stack, ti_id, 1, "claim", {"worker": "host-b:2"})
+    assert rival.status_code == 409
+    ti = (await stack.task_instances("unserved", run_id))["waits"]
+    assert (ti["state"], ti["worker"], ti["attempt"]) == ("running", "host-a:1", 1)
+    done = await _post(stack, ti_id, 1, "finish", {"state": "success", "result": 5})
+    assert done.status_code == 200 and done.json()["state"] == "success"
+    assert await stack.wait_for_run("unserved", run_id) == "success"
