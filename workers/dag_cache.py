@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import importlib.util
 import logging
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 
-from weir.dag import Dag, collect_dags
+from weir.dag import Dag
+from weir.dag_file import import_dag_file
 from weir.errors import WeirError
 from weir.messages import ClaimAccepted
 from weir.task import Task
@@ -106,19 +103,8 @@ class DagCache:
 
 
 def _import_file(folder: Path, path: Path, module_name: str, source: bytes) -> dict[str, Dag]:
-    """Execute ``source`` as the module ``module_name`` and return the DAGs it built by id."""
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None:
-        raise ImportError(f"{path} is not a Python file Weir can import.", path=str(path))
-    module = importlib.util.module_from_spec(spec)
-    code = compile(source, str(path), "exec")
-    with _importable_siblings(folder), collect_dags() as found:
-        sys.modules[module_name] = module
-        try:
-            exec(code, module.__dict__)
-        except BaseException:
-            sys.modules.pop(module_name, None)
-            raise
+    """Execute ``source`` as the module ``module_name`` (kept while cached); DAGs by id."""
+    found = import_dag_file(folder, path, module_name, source=source, keep=True)
     return {built.dag_id: built for built in found}
 
 
@@ -136,32 +122,6 @@ def _find_task(dags: dict[str, Dag], claim: ClaimAccepted) -> Task:
             f"{claim.task_id!r}: deploy the same DAG files to the service and the workers."
         )
     return task
-
-
-@contextmanager
-def _importable_siblings(folder: Path) -> Iterator[None]:
-    """Let the file import modules next to it (the folder stays on ``sys.path``, so a task may
-    import them lazily too), and forget those modules once the import is over."""
-    if str(folder) not in sys.path:
-        sys.path.append(str(folder))
-    before = set(sys.modules)
-    try:
-        yield
-    finally:
-        for name in set(sys.modules) - before:
-            module = sys.modules.get(name)
-            if module is not None and _is_from_folder(name, module, folder):
-                sys.modules.pop(name, None)
-
-
-def _is_from_folder(name: str, module: ModuleType, folder: Path) -> bool:
-    """Whether ``module`` was found through the folder's ``sys.path`` entry (matching name to
-    file spares packages of a virtualenv that happens to live inside the folder)."""
-    file = getattr(module, "__file__", None)
-    if file is None or name.startswith(MODULE_PREFIX):
-        return False
-    base = folder.joinpath(*name.split("."))
-    return Path(file).resolve() in (base.with_suffix(".py"), base / "__init__.py")
 
 
 def _short_hash(text: str) -> str:

@@ -14,7 +14,6 @@ only what the file itself imports.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import sys
@@ -23,9 +22,9 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
-from weir.dag import Dag, collect_dags
+from weir.dag import Dag
+from weir.dag_file import import_dag_file
 from weir.errors import DagDefinitionError
 
 __all__ = ["load_dag_file", "main"]
@@ -36,61 +35,15 @@ MODULE_PREFIX = "weir_dag_file_"
 def load_dag_file(dags_folder: Path, relative_path: str) -> list[Dag]:
     """Import ``relative_path`` afresh and return the DAGs it built, in definition order.
 
-    Every call executes the file again under a new module name, so two files with the same stem
-    never share a module and an edited file is never served from a cache. Sibling modules the file
-    imports from the DAGs folder are dropped from ``sys.modules`` afterwards for the same reason.
-    Raises whatever the file raises, and ``DagDefinitionError`` when it defines one DAG id twice.
+    Every call executes the file again under a new module name, so an edited file is never served
+    from a cache. Raises whatever the file raises, and ``DagDefinitionError`` when it defines one
+    DAG id twice.
     """
     folder = dags_folder.resolve()
-    path = folder / relative_path
     module_name = f"{MODULE_PREFIX}{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"{path} is not a Python file Weir can import.", path=str(path))
-    module = importlib.util.module_from_spec(spec)
-    with _importable_siblings(folder), collect_dags() as found:
-        # Registered while it runs: dataclasses, typing and pickle look modules up by name.
-        sys.modules[module_name] = module
-        try:
-            spec.loader.exec_module(module)
-        finally:
-            sys.modules.pop(module_name, None)
+    found = import_dag_file(folder, folder / relative_path, module_name)
     _refuse_duplicate_ids(found, relative_path)
     return found
-
-
-@contextlib.contextmanager
-def _importable_siblings(folder: Path) -> Iterator[None]:
-    """Let the file import the modules next to it, and forget them once the import is over.
-
-    During the import the folder comes first on ``sys.path``, as a script's own folder does, so
-    its siblings win over same-named modules elsewhere (another DAGs folder imported before).
-    Afterwards it stays at the end of ``sys.path``, as in Airflow, so that a task can still import
-    a sibling lazily when it runs.
-    """
-    entry = str(folder)
-    sys.path.insert(0, entry)
-    before = set(sys.modules)
-    try:
-        yield
-    finally:
-        sys.path.remove(entry)  # the first occurrence: ours, unless the file inserted one before
-        if entry not in sys.path:
-            sys.path.append(entry)
-        for name in set(sys.modules) - before:
-            if _is_from_folder(name, sys.modules[name], folder):
-                del sys.modules[name]
-
-
-def _is_from_folder(name: str, module: ModuleType, folder: Path) -> bool:
-    """Whether ``module`` was found through the folder's ``sys.path`` entry. Matching the module's
-    name to its file, not just its location, spares packages of a virtualenv kept inside the
-    folder: purging those (a C extension above all) would break them."""
-    file = getattr(module, "__file__", None)
-    if file is None:
-        return False
-    base = folder.joinpath(*name.split("."))
-    return Path(file).resolve() in (base.with_suffix(".py"), base / "__init__.py")
 
 
 def _refuse_duplicate_ids(dags: list[Dag], relative_path: str) -> None:

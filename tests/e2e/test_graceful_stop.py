@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import spawn, weir_env
+from tests.support.processes import spawn
 from tests.support.stack import start_stack, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -46,15 +46,7 @@ async def test_sigterm_lets_the_running_task_finish_and_leaves_the_rest(tmp_path
     async with start_stack("postgres", tmp_path, workers=0) as stack:
         stack.write_dag("slow.py", SLOW)
         await stack.wait_for_dag("slow")
-        s = stack.settings
-        env = weir_env(
-            broker_url=s.broker_url,
-            broker_namespace=s.broker_namespace,
-            api_url=s.api_url,
-            dags_folder=s.dags_folder,
-            worker_concurrency=1,
-            worker_grace_period=20,
-        )
+        env = stack.worker_env(worker_concurrency=1, worker_grace_period=20)
         effects = tmp_path / "effects.log"
 
         async def lines() -> list[str]:

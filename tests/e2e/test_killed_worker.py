@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.db.models import TaskAttempt
-from tests.support.processes import spawn, weir_env
+from tests.support.processes import spawn
 from tests.support.stack import start_stack, wait_until
 
 pytestmark = pytest.mark.postgres
@@ -46,14 +46,7 @@ async def test_a_killed_workers_task_runs_again_elsewhere(tmp_path: Path) -> Non
     async with start_stack("postgres", tmp_path, workers=0, **overrides) as stack:
         stack.write_dag("long_job.py", LONG_TASK)
         await stack.wait_for_dag("long_job")
-        s = stack.settings
-        env = weir_env(
-            broker_url=s.broker_url,
-            broker_namespace=s.broker_namespace,
-            api_url=s.api_url,
-            dags_folder=s.dags_folder,
-            worker_concurrency=1,
-        )
+        env = stack.worker_env(worker_concurrency=1)
         effects = tmp_path / "effects.log"
         with (
             spawn("worker-1", ["worker"], env, tmp_path / "logs") as first,

@@ -115,6 +115,19 @@ class Stack:
         assert response.status_code == 200, response.text
         return response.text
 
+    def worker_env(self, **settings: object) -> dict[str, str]:
+        """The environment of a ``weir worker`` subprocess serving this stack."""
+        from tests.support.processes import weir_env
+
+        s = self.settings
+        return weir_env(
+            broker_url=s.broker_url,
+            broker_namespace=s.broker_namespace,
+            api_url=s.api_url,
+            dags_folder=s.dags_folder,
+            **settings,
+        )
+
     def start_worker(self, broker: Broker, **overrides: Any) -> None:
         settings = self.settings.model_copy(update=overrides)
         stop = asyncio.Event()

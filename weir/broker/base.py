@@ -9,11 +9,20 @@ goes back to its queue; a dead-lettered one goes to the dead-letter queue and is
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Broker", "Delivery", "DeliveryHandler", "OutgoingMessage", "Subscription"]
+__all__ = [
+    "Broker",
+    "Delivery",
+    "DeliveryHandler",
+    "OutgoingMessage",
+    "Subscription",
+    "TrackedDelivery",
+    "run_handler",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +93,27 @@ class Broker(Protocol):
         ...
 
     async def is_healthy(self) -> bool: ...
+
+
+class TrackedDelivery(Delivery, Protocol):
+    """A delivery that knows whether it was settled (what both implementations hand out)."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def is_settled(self) -> bool: ...
+
+
+async def run_handler(handler: DeliveryHandler, delivery: TrackedDelivery) -> None:
+    """Run ``handler``; log its errors, and nack what it left unsettled, so nothing is stranded."""
+    log = logging.getLogger("weir.broker")
+    try:
+        await handler(delivery)
+    except Exception:
+        log.exception("Handler failed on message %s from queue %r", delivery.message_id,
+                      delivery.queue)  # fmt: skip
+    if not delivery.is_settled:
+        log.warning("Handler returned without settling message %s from queue %r; nacking it",
+                    delivery.message_id, delivery.queue)  # fmt: skip
+        await delivery.nack()

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from weir.broker.base import DeliveryHandler, OutgoingMessage, Subscription
+from weir.broker.base import DeliveryHandler, OutgoingMessage, Subscription, run_handler
 from weir.errors import BrokerError
 
 __all__ = ["MemoryBroker"]
@@ -131,19 +131,7 @@ class _MemorySubscription:
 
     async def _handle(self, delivery: _MemoryDelivery) -> None:
         """Run the handler; its errors are logged, and what it leaves unsettled goes back."""
-        try:
-            await self._handler(delivery)
-        except Exception:
-            logger.exception(
-                "Handler failed on message %s from queue %r", delivery.message_id, delivery.queue
-            )
-        if not delivery.is_settled:
-            logger.warning(
-                "Handler returned without settling message %s from queue %r; nacking it",
-                delivery.message_id,
-                delivery.queue,
-            )
-            await delivery.nack()
+        await run_handler(self._handler, delivery)
 
 
 class MemoryBroker:

@@ -30,7 +30,7 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from pamqp.commands import Basic
 from pamqp.common import Arguments
 
-from weir.broker.base import DeliveryHandler, OutgoingMessage, Subscription
+from weir.broker.base import DeliveryHandler, OutgoingMessage, Subscription, run_handler
 from weir.errors import BrokerError
 
 __all__ = ["RabbitMQBroker"]
@@ -158,19 +158,7 @@ class _RabbitSubscription:
 
     async def _handle(self, delivery: _RabbitDelivery) -> None:
         """Run the handler; its errors are logged, and what it leaves unsettled goes back."""
-        try:
-            await self._handler(delivery)
-        except Exception:
-            logger.exception(
-                "Handler failed on message %s from queue %r", delivery.message_id, delivery.queue
-            )
-        if not delivery.is_settled:
-            logger.warning(
-                "Handler returned without settling message %s from queue %r; nacking it",
-                delivery.message_id,
-                delivery.queue,
-            )
-            await delivery.nack()
+        await run_handler(self._handler, delivery)
 
     async def _close_channel(self) -> None:
         if self._is_closing:
