@@ -35,4 +35,6 @@ async def _session(service: Service) -> AsyncIterator[AsyncSession]:
             service.scheduler_wakeup.notify()
 
 
-Session = Annotated[AsyncSession, Depends(_session)]
+# scope="function": the transaction commits when the route returns, before the response is sent.
+# A worker told "claimed" must find the claim committed when it calls again a millisecond later.
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
