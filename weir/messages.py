@@ -99,6 +99,9 @@ class FinishRequest(_Wire):
     state: Literal["success", "failed"]
     result: Any = None
     error: str | None = Field(default=None, description="The traceback when state is failed.")
+    log: str | None = Field(
+        default=None, description="The end of the attempt's log, not shipped before the report."
+    )
 
 
 class FinishAccepted(_Wire):

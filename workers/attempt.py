@@ -65,9 +65,9 @@ class AttemptHandler:
             if self._stop.is_set():
                 await self._release(message)
                 return
-            outcome = await self._run(message, claim)
+            outcome, log_tail = await self._run(message, claim)
             if outcome is not None:
-                await self._report(message, outcome)
+                await self._report(message, outcome, log_tail)
         except Exception:
             logger.exception("Unexpected error handling a message from queue %s", delivery.queue)
 
@@ -101,8 +101,11 @@ class AttemptHandler:
             await _settle(delivery.nack, "nack", message)
         return None
 
-    async def _run(self, message: TaskMessage, claim: ClaimAccepted) -> Outcome | None:
-        """Run with the log shipped and the lease kept; ``None`` if the attempt was fenced off."""
+    async def _run(
+        self, message: TaskMessage, claim: ClaimAccepted
+    ) -> tuple[Outcome | None, str | None]:
+        """Run with the log shipped and the lease kept; the outcome (``None`` if the attempt was
+        fenced off) and the end of the log, which goes with the report."""
         label = attempt_label(message)
         logger.info("%s: running (%s task from %s)", label, claim.kind.value, claim.fileloc)
         log = AttemptLog(self._client, message)
@@ -111,7 +114,7 @@ class AttemptHandler:
             outcome = await self._run_leased(message, claim, log)
             if outcome is not None:
                 log.write(_describe(outcome))
-        return outcome
+        return outcome, log.tail()
 
     async def _run_leased(
         self, message: TaskMessage, claim: ClaimAccepted, log: AttemptLog
@@ -137,10 +140,14 @@ class AttemptHandler:
             beating.cancel()
             await asyncio.wait([beating])
 
-    async def _report(self, message: TaskMessage, outcome: Outcome) -> None:
+    async def _report(self, message: TaskMessage, outcome: Outcome, log: str | None) -> None:
         label = attempt_label(message)
         body = FinishRequest(
-            attempt=message.attempt, state=outcome.state, result=outcome.result, error=outcome.error
+            attempt=message.attempt,
+            state=outcome.state,
+            result=outcome.result,
+            error=outcome.error,
+            log=log,
         )
         try:
             accepted = await self._client.finish(message.task_instance_id, message.token, body)

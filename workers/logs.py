@@ -1,10 +1,10 @@
 """An attempt's log: buffered as the task writes it, shipped to the execution API while it runs.
 
 ``write`` is synchronous and cheap (any thread may call it). A shipper task wakes when text
-arrives and sends everything buffered in one request; text written while a request is in flight
-goes out together in the next one, so a chatty task costs few requests. Leaving ``shipping()``
-normally sends the rest, so the log is complete before the finish report. Task lines are echoed to
-this module's logger at DEBUG.
+arrives, lingers a moment to gather more (``LINGER``), and sends everything buffered in one
+request, so a chatty task costs few requests and a short one none: what is left when the task ends
+(``tail()``) travels with the finish report instead. Task lines are echoed to this module's logger
+at DEBUG.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ __all__ = ["AttemptLog"]
 logger = logging.getLogger(__name__)
 
 MAX_REQUEST_CHARS = 512 * 1024
+LINGER = 0.25
+"""Seconds between text arriving and its shipment: live enough for a person watching the log,
+and a no-op task's log is never shipped on its own (it rides with the finish report)."""
 
 
 class AttemptLog:
@@ -39,6 +42,7 @@ class AttemptLog:
         self._loop_thread = threading.get_ident()
         self._chunks: list[str] = []
         self._wakeup = asyncio.Event()
+        self._closed = asyncio.Event()
         self._closing = False
         self._refused = False
 
@@ -54,8 +58,8 @@ class AttemptLog:
 
     @asynccontextmanager
     async def shipping(self) -> AsyncIterator[AttemptLog]:
-        """Ship the log while the block runs; after a normal exit, everything has been sent (or
-        given up on). After an exception or cancellation, shipping stops at once."""
+        """Ship the log while the block runs; after a normal exit, what was not shipped yet is in
+        ``tail()``. After an exception or cancellation, shipping stops at once."""
         shipper = asyncio.create_task(self._ship())
         try:
             yield self
@@ -65,8 +69,17 @@ class AttemptLog:
                 await shipper
             raise
         self._closing = True
+        self._closed.set()
         self._wakeup.set()
         await shipper
+
+    def tail(self) -> str | None:
+        """The text not shipped yet, for the finish report (None if there is none to send)."""
+        if self._refused or not self._chunks:
+            return None
+        data = "".join(self._chunks)
+        self._chunks.clear()
+        return data
 
     def _append(self, text: str) -> None:
         if not self._refused:
@@ -80,15 +93,12 @@ class AttemptLog:
     async def _ship(self) -> None:
         while not self._closing:
             await self._wakeup.wait()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(LINGER):
+                    await self._closed.wait()
             self._wakeup.clear()
-            await self._send_buffered()
-        await self._send_buffered()  # what arrived last, and what failed to send before
-        if self._chunks and not self._refused:
-            logger.warning(
-                "%s: %d characters of the task's log could not be shipped",
-                self._label,
-                sum(map(len, self._chunks)),
-            )
+            if not self._closing:
+                await self._send_buffered()
 
     async def _send_buffered(self) -> None:
         while self._chunks and not self._refused:

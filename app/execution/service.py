@@ -145,13 +145,20 @@ async def finish_attempt(
     ti = await load_task_instance(session, ti_id)
     if ti is None:
         raise _stale(ti_id, body.attempt, "finish")
+    outcome: TaskState | None = TaskState.SUCCESS
     if body.state == "success":
         if not await record_success(session, ti, body.attempt, body.result, now):
-            raise _stale(ti_id, body.attempt, "finish")
-        return TaskState.SUCCESS
-    outcome = await record_failure(session, ti, body.attempt, body.error, now)
+            outcome = None
+    else:
+        outcome = await record_failure(session, ti, body.attempt, body.error, now)
     if outcome is None:
         raise _stale(ti_id, body.attempt, "finish")
+    if body.log:
+        await session.execute(
+            insert(AttemptLog).values(
+                task_instance_id=ti_id, attempt=body.attempt, data=body.log, created_at=now
+            )
+        )
     return outcome
 
 

@@ -107,3 +107,31 @@ async def test_a_refused_heartbeat_cancels_the_attempt(http: list[httpx.AsyncCli
     assert lease.is_fenced
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+async def test_a_short_attempts_log_rides_with_the_report(http: list[httpx.AsyncClient]) -> None:
+    service = LogService()
+    service.release.set()
+    log = AttemptLog(client_for(http, httpx.MockTransport(service)), MESSAGE)
+
+    async with log.shipping():
+        log.write("started\n")
+        log.write("done\n")
+
+    assert service.bodies == []
+    assert log.tail() == "started\ndone\n"
+    assert log.tail() is None
+
+
+async def test_a_long_attempts_log_is_shipped_while_it_runs(http: list[httpx.AsyncClient]) -> None:
+    service = LogService()
+    service.release.set()
+    log = AttemptLog(client_for(http, httpx.MockTransport(service)), MESSAGE)
+
+    async with log.shipping():
+        log.write("working\n")
+        await asyncio.wait_for(service.received.wait(), timeout=5)
+        log.write("finishing\n")
+
+    assert service.bodies == ["working\n"]
+    assert log.tail() == "finishing\n"
