@@ -9,19 +9,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from weir.config import Settings
-from weir.errors import WeirError
+from weir.errors import ConfigError, WeirError
 from weir.remote import dags_app, runs_app
 from weir.runtime import QuietServer, configure_logging, stop_on_signals
 
+if TYPE_CHECKING:
+    from app.db.engine import Database
+
 __all__ = ["cli", "main"]
 
-console = Console()
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 cli = typer.Typer(
     help="Weir: an event-driven workflow orchestrator. Start with `weir standalone`.",
     no_args_is_help=True,
@@ -43,14 +49,20 @@ DagsFolder = Annotated[
 
 def _settings(**flags: Any) -> Settings:
     """Flags win over WEIR_* variables, which win over weir.toml."""
-    return Settings(**{k: v for k, v in flags.items() if v is not None})
+    try:
+        return Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "WEIR_" + "_".join(str(p) for p in problem["loc"]).upper()
+            errors.print(f"[red]error:[/] {name}: {escape(problem['msg'])}")
+        raise typer.Exit(2) from error
 
 
 def _run(coroutine: Any) -> None:
     try:
         asyncio.run(coroutine)
     except WeirError as error:
-        console.print(f"[red]error:[/] {error}")
+        errors.print(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(2) from error
 
 
@@ -138,9 +150,25 @@ async def _api(settings: Settings) -> None:
     from app.main import create_app
     from weir.broker import create_broker
 
+    _refuse_memory_broker(settings, "api")
     database = create_database(settings.database_url)
-    app = create_app(settings, database, create_broker(settings))
-    server = QuietServer(app, settings.host, settings.port, settings.log_level)
+    broker = create_broker(settings)
+    try:
+        app = create_app(settings, database, broker, manage_broker=False)
+        # Checked here, not only in the app's lifespan, so that a missing `weir db upgrade` or an
+        # unreachable service is one clear line instead of uvicorn's startup traceback.
+        await _check_database(settings, database)
+        await broker.connect()
+        try:
+            await _serve(QuietServer(app, settings.host, settings.port, settings.log_level))
+        finally:
+            await broker.close()
+    finally:
+        await database.dispose()
+
+
+async def _serve(server: QuietServer) -> None:
+    """Serve until SIGINT/SIGTERM (or until the server stops by itself)."""
     stop = asyncio.Event()
     stop_on_signals(stop)
     serving = asyncio.create_task(server.serve(), name="http")
@@ -151,7 +179,41 @@ async def _api(settings: Settings) -> None:
         server.shutdown()
         stopping.cancel()
         await asyncio.gather(serving, stopping, return_exceptions=True)
-        await database.dispose()
+
+
+def _refuse_memory_broker(settings: Settings, command: str) -> None:
+    """memory:// is a queue inside one process: only `weir standalone` has both of its ends."""
+    if settings.broker_url.startswith("memory://"):
+        raise ConfigError(
+            f"WEIR_BROKER_URL is {settings.broker_url!r}, the in-process queue, which only works "
+            f"inside `weir standalone`: a separate `weir {command}` would never exchange a task "
+            "with anyone. Point every `weir api` and `weir worker` at the same RabbitMQ, e.g. "
+            "WEIR_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/, or run `weir standalone`."
+        )
+
+
+async def _check_database(settings: Settings, database: Database) -> None:
+    """Raise ``ConfigError`` naming the fix unless the database answers with the current schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db.migrate import check_schema_is_current
+
+    try:
+        await check_schema_is_current(database)
+    except (OSError, SQLAlchemyError) as error:
+        raise ConfigError(_database_problem(settings.database_url, error)) from error
+
+
+def _database_problem(url: str, error: Exception) -> str:
+    from sqlalchemy.engine import make_url
+
+    where = make_url(url).render_as_string(hide_password=True)
+    reason = " ".join(str(getattr(error, "orig", None) or error).split())
+    return (
+        f"Cannot use the database at {where} ({reason}). Check WEIR_DATABASE_URL, that the "
+        "database server is running and that the database exists (`createdb`), then run "
+        "`weir db upgrade`."
+    )
 
 
 @cli.command()
@@ -173,6 +235,7 @@ async def _worker(settings: Settings) -> None:
     from weir.broker import create_broker
     from workers.main import Worker
 
+    _refuse_memory_broker(settings, "worker")
     broker = create_broker(settings)
     await broker.connect()
     stop = asyncio.Event()
@@ -186,10 +249,16 @@ async def _worker(settings: Settings) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema of WEIR_DATABASE_URL to this version of Weir."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from app.db.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
+    try:
+        upgrade(settings.database_url)
+    except (OSError, SQLAlchemyError) as error:
+        errors.print(f"[red]error:[/] {escape(_database_problem(settings.database_url, error))}")
+        raise typer.Exit(2) from error
     console.print("The database schema is up to date.")
 
 
@@ -204,7 +273,7 @@ def tokens_create(
     try:
         parsed = Role(role)
     except ValueError as error:
-        console.print(f"[red]Unknown role {role!r}[/]: use admin, operator or viewer.")
+        errors.print(f"[red]Unknown role {role!r}[/]: use admin, operator or viewer.")
         raise typer.Exit(2) from error
     _run(_tokens_create(_settings(), name, parsed))
 
@@ -216,6 +285,7 @@ async def _tokens_create(settings: Settings, name: str, role: Any) -> None:
 
     database = create_database(settings.database_url)
     try:
+        await _check_database(settings, database)
         async with database.sessions.begin() as session:
             clear = await create_token(session, name, role, SystemClock().now())
     finally:

@@ -67,6 +67,16 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "WEIR_SECRET_KEY must be at least 16 characters; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
+
     @field_validator("worker_queues", mode="before")
     @classmethod
     def _split_queues(cls, value: Any) -> Any:

@@ -13,7 +13,8 @@ from rich.table import Table
 
 __all__ = ["dags_app", "runs_app"]
 
-console = Console()
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 dags_app = typer.Typer(help="List, trigger, pause and unpause DAGs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect DAG runs.", no_args_is_help=True)
 
@@ -31,7 +32,7 @@ def _call(method: str, url: str, token: str, path: str, **kwargs: Any) -> Any:
             timeout=30, **kwargs,
         )  # fmt: skip
     except httpx.TransportError as error:
-        console.print(f"[red]Cannot reach Weir at {url}: {error}.[/] Is `weir api` running? "
+        errors.print(f"[red]Cannot reach Weir at {url}: {error}.[/] Is `weir api` running? "
                       "Pass --url or set WEIR_API_URL.")  # fmt: skip
         raise typer.Exit(2) from error
     if response.status_code >= 400:
@@ -39,7 +40,7 @@ def _call(method: str, url: str, token: str, path: str, **kwargs: Any) -> Any:
             detail = response.json().get("detail") or response.text
         except ValueError:
             detail = response.text
-        console.print(f"[red]{response.status_code}[/]: {detail}")
+        errors.print(f"[red]{response.status_code}[/]: {detail}")
         raise typer.Exit(1)
     return response.json() if response.content else None
 
@@ -67,7 +68,7 @@ def trigger(
     try:
         parsed = json.loads(conf)
     except json.JSONDecodeError as error:
-        console.print(f"[red]--conf is not valid JSON[/]: {error}. Example: --conf '{{\"n\": 3}}'")
+        errors.print(f"[red]--conf is not valid JSON[/]: {error}. Example: --conf '{{\"n\": 3}}'")
         raise typer.Exit(2) from error
     body: dict[str, Any] = {"conf": parsed}
     if run_id:
