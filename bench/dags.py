@@ -75,7 +75,7 @@ def _define(kind: TaskKind) -> str:
 
 
 def fanout(width: int, kind: TaskKind) -> DagShape:
-    """``start >> [noop × width] >> end``: throughput with many tasks ready at once."""
+    """``start >> [noop] * width >> end``: throughput with many tasks ready at once."""
     dag_id = f"bench_fanout_{kind}"
     noops = _noop_ids(width)
     upstreams: dict[str, tuple[str, ...]] = {"start": ()}

@@ -59,14 +59,12 @@ def gaps(
         ti = task_instances[task_id]
         ready = max(parse_time(task_instances[p]["end_date"]) for p in parents)
         queued, started = parse_time(ti["queued_at"]), parse_time(ti["start_date"])
-        found.append(
-            Gap(task_id, _ms(started, ready), _ms(queued, ready), _ms(started, queued))
-        )
+        found.append(Gap(task_id, _ms(started, ready), _ms(queued, ready), _ms(started, queued)))
     return found
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0–100) with linear interpolation, as ``numpy.percentile``."""
+    """The ``q``-th percentile (0 to 100) with linear interpolation, as ``numpy.percentile``."""
     if not values:
         return math.nan
     ordered = sorted(values)

@@ -83,7 +83,10 @@ def hotspots(path: Path, limit: int = 15) -> list[Hotspot]:
     """The functions with the most time spent in their own code."""
     stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
     rows = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:limit]
-    return [Hotspot(_label(*key), calls, own, cumulative) for key, (_, calls, own, cumulative, _) in rows]
+    return [
+        Hotspot(_label(*key), calls, own, cumulative)
+        for key, (_, calls, own, cumulative, _) in rows
+    ]
 
 
 def time_by_package(path: Path, limit: int = 12) -> list[tuple[str, float]]:

@@ -103,9 +103,7 @@ async def run_once(stack: Stack, shape: DagShape, timeout: float) -> RunMeasurem
     return RunMeasurement(run_id, wall_s, gaps(task_instances, shape.upstreams))
 
 
-async def _wait_finished(
-    stack: Stack, dag_id: str, run_id: str, timeout: float
-) -> dict[str, Any]:
+async def _wait_finished(stack: Stack, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         response = await stack.client.get(f"/api/v1/dags/{dag_id}/runs/{run_id}")
