@@ -11,9 +11,9 @@ import inspect
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, ParamSpec, overload
+from typing import Any, ParamSpec, Unpack, overload
 
+from weir.dag_options import DagArguments, DagOptions
 from weir.errors import DagDefinitionError
 from weir.task import Task
 
@@ -34,32 +34,14 @@ _collector: contextvars.ContextVar[list[Dag] | None] = contextvars.ContextVar(
 class Dag:
     """A validated DAG: its tasks in definition order and the options of ``@dag``."""
 
-    def __init__(
-        self,
-        dag_id: str,
-        *,
-        fileloc: str,
-        schedule: str | None = None,
-        start_date: datetime | None = None,
-        timezone: str = "UTC",
-        catchup: bool = False,
-        tags: list[str] | None = None,
-        description: str | None = None,
-        triggers: list[Any] | None = None,
-    ) -> None:
+    def __init__(self, dag_id: str, *, fileloc: str, options: DagOptions | None = None) -> None:
         if not _ID_PATTERN.match(dag_id):
             raise DagDefinitionError(
                 f"DAG id {dag_id!r} in {fileloc} is not valid: use letters, digits, '_', '.', '-'."
             )
         self.dag_id = dag_id
         self.fileloc = fileloc
-        self.schedule = schedule
-        self.start_date = start_date
-        self.timezone = timezone
-        self.catchup = catchup
-        self.tags = list(tags or [])
-        self.description = description
-        self.triggers = list(triggers or [])
+        self.options = options or DagOptions()
         self.tasks: dict[str, Task] = {}
 
     def claim_task_id(self, explicit: str | None, name: str) -> str:
@@ -118,27 +100,11 @@ class Dag:
 
     def to_dict(self) -> dict[str, Any]:
         """The serialized structure the service stores and schedules from (JSON-safe)."""
+        ordered = (self.tasks[tid] for tid in self.topological_order())
         return {
             "dag_id": self.dag_id,
-            "description": self.description,
-            "schedule": self.schedule,
-            "start_date": self.start_date.isoformat() if self.start_date else None,
-            "timezone": self.timezone,
-            "catchup": self.catchup,
-            "tags": self.tags,
-            "tasks": [
-                {
-                    "task_id": t.task_id,
-                    "kind": t.kind.value,
-                    "upstream": sorted(t.upstream_ids),
-                    "inputs": sorted(t.input_ids()),
-                    "retries": t.options.retries,
-                    "retry_delay": t.options.retry_delay,
-                    "queue": t.options.queue,
-                    "doc": inspect.getdoc(t.function),
-                }
-                for t in (self.tasks[tid] for tid in self.topological_order())
-            ],
+            **self.options.to_dict(),
+            "tasks": [t.to_dict() for t in ordered],
         }
 
 
@@ -181,51 +147,27 @@ def dag(function: Callable[P, Any], /) -> Callable[P, Dag]: ...
 
 @overload
 def dag(
-    function: None = None,
-    /,
-    *,
-    dag_id: str | None = None,
-    schedule: str | None = None,
-    start_date: datetime | None = None,
-    timezone: str = "UTC",
-    catchup: bool = False,
-    tags: list[str] | None = None,
-    description: str | None = None,
-    triggers: list[Any] | None = None,
+    function: None = None, /, **arguments: Unpack[DagArguments]
 ) -> Callable[[Callable[P, Any]], Callable[P, Dag]]: ...
 
 
 def dag(
-    function: Callable[P, Any] | None = None,
-    /,
-    *,
-    dag_id: str | None = None,
-    schedule: str | None = None,
-    start_date: datetime | None = None,
-    timezone: str = "UTC",
-    catchup: bool = False,
-    tags: list[str] | None = None,
-    description: str | None = None,
-    triggers: list[Any] | None = None,
+    function: Callable[P, Any] | None = None, /, **arguments: Unpack[DagArguments]
 ) -> Callable[P, Dag] | Callable[[Callable[P, Any]], Callable[P, Dag]]:
     """Decorate a function whose body creates tasks; calling it builds and registers the DAG.
 
-    Typed with overloads so that ``@dag`` and ``@dag(...)`` keep DAG files type-checkable."""
+    The options are those of ``DagOptions``. Typed with overloads so that ``@dag`` and
+    ``@dag(...)`` keep DAG files type-checkable."""
 
     def decorate(body: Callable[P, Any]) -> Callable[P, Dag]:
         @functools.wraps(body)
         def build(*args: P.args, **kwargs: P.kwargs) -> Dag:
-            built = Dag(
-                dag_id or body.__name__,
-                fileloc=inspect.getfile(body),
-                schedule=schedule,
-                start_date=start_date,
-                timezone=timezone,
-                catchup=catchup,
-                tags=tags,
-                description=description or inspect.getdoc(body),
-                triggers=triggers,
-            )
+            values: dict[str, Any] = dict(arguments)
+            dag_id = values.pop("dag_id", None) or body.__name__
+            fileloc = inspect.getfile(body)
+            values.setdefault("description", inspect.getdoc(body))
+            options = DagOptions.build(f"DAG {dag_id!r} in {fileloc}", values)
+            built = Dag(dag_id, fileloc=fileloc, options=options)
             token = _current.set(built)
             try:
                 body(*args, **kwargs)

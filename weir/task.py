@@ -8,22 +8,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any, overload
+from typing import Any, Unpack, overload
 
 from weir.errors import DagDefinitionError
 from weir.messages import TaskKind
+from weir.task_options import TaskArguments, TaskOptions
 
 __all__ = ["Task", "TaskFunction", "XComArg", "task"]
-
-DEFAULT_QUEUE = "default"
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskOptions:
-    task_id: str | None = None
-    retries: int = 0
-    retry_delay: float = 0.0
-    queue: str = DEFAULT_QUEUE
 
 
 @dataclasses.dataclass(eq=False)
@@ -46,6 +37,17 @@ class Task:
     def input_ids(self) -> set[str]:
         """The tasks whose return values this task takes as arguments."""
         return {ref.task.task_id for ref in _find_refs((self.args, self.kwargs))}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The serialized node: what the scheduler needs, never the callable."""
+        return {
+            "task_id": self.task_id,
+            "kind": self.kind.value,
+            "upstream": sorted(self.upstream_ids),
+            "inputs": sorted(self.input_ids()),
+            **self.options.to_dict(),
+            "doc": inspect.getdoc(self.function),
+        }
 
     def resolve_arguments(self, inputs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call arguments with each ``XComArg`` replaced by its task's return value."""
@@ -137,10 +139,9 @@ class TaskFunction:
         self.__name__ = function.__name__
         self.__wrapped__ = function
 
-    def override(self, **changes: Any) -> TaskFunction:
+    def override(self, **changes: Unpack[TaskArguments]) -> TaskFunction:
         """A copy with other options, e.g. ``extract.override(task_id="extract_eu")``."""
-        merged = {**dataclasses.asdict(self.options), **changes}
-        return TaskFunction(self.function, self.kind, _parse_options(merged))
+        return TaskFunction(self.function, self.kind, self.options.replace(**changes))
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
         from weir.dag import current_dag
@@ -167,68 +168,57 @@ class TaskFunction:
         return XComArg(created)
 
 
+Decorated = Callable[[Callable[..., Any]], TaskFunction]
+
+
 class _TaskDecorator:
-    """``@task``, ``@task(...)`` and ``@task.shell``."""
+    """``@task``, ``@task(...)``, ``@task.shell`` and ``@task.branch``."""
 
     @overload
     def __call__(self, function: Callable[..., Any], /) -> TaskFunction: ...
 
     @overload
-    def __call__(
-        self,
-        function: None = None,
-        /,
-        *,
-        task_id: str | None = None,
-        retries: int = 0,
-        retry_delay: float = 0.0,
-        queue: str = DEFAULT_QUEUE,
-    ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
+    def __call__(self, function: None = None, /, **options: Unpack[TaskArguments]) -> Decorated: ...
 
     def __call__(
-        self,
-        function: Callable[..., Any] | None = None,
-        /,
-        **options: Any,
-    ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
-        return _decorate(function, TaskKind.PYTHON, options)
+        self, function: Callable[..., Any] | None = None, /, **options: Unpack[TaskArguments]
+    ) -> TaskFunction | Decorated:
+        return _decorate(function, TaskKind.PYTHON, dict(options))
 
     @overload
     def shell(self, function: Callable[..., str], /) -> TaskFunction: ...
 
     @overload
-    def shell(
-        self, function: None = None, /, **options: Any
-    ) -> Callable[[Callable[..., str]], TaskFunction]: ...
+    def shell(self, function: None = None, /, **options: Unpack[TaskArguments]) -> Decorated: ...
 
     def shell(
-        self, function: Callable[..., str] | None = None, /, **options: Any
-    ) -> TaskFunction | Callable[[Callable[..., str]], TaskFunction]:
+        self, function: Callable[..., str] | None = None, /, **options: Unpack[TaskArguments]
+    ) -> TaskFunction | Decorated:
         """A task whose function returns a shell command; the worker runs it and the last line of
         its standard output is the task's return value (a non-zero exit fails the attempt)."""
-        return _decorate(function, TaskKind.SHELL, options)
+        return _decorate(function, TaskKind.SHELL, dict(options))
+
+    @overload
+    def branch(self, function: Callable[..., Any], /) -> TaskFunction: ...
+
+    @overload
+    def branch(self, function: None = None, /, **options: Unpack[TaskArguments]) -> Decorated: ...
+
+    def branch(
+        self, function: Callable[..., Any] | None = None, /, **options: Unpack[TaskArguments]
+    ) -> TaskFunction | Decorated:
+        """A task that returns the id (or list of ids) of the downstream task(s) to follow; its
+        other direct downstream tasks are skipped."""
+        return _decorate(function, TaskKind.PYTHON, {**options, "branch": True})
 
 
 def _decorate(
     function: Callable[..., Any] | None, kind: TaskKind, options: dict[str, Any]
-) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
-    parsed = _parse_options(options)
+) -> TaskFunction | Decorated:
+    parsed = TaskOptions.build(options)
     if function is None:
         return lambda f: TaskFunction(f, kind, parsed)
     return TaskFunction(function, kind, parsed)
-
-
-def _parse_options(options: dict[str, Any]) -> TaskOptions:
-    known = {f.name for f in dataclasses.fields(TaskOptions)}
-    unknown = set(options) - known
-    if unknown:
-        raise DagDefinitionError(
-            f"Unknown @task option(s) {sorted(unknown)}; the options are {sorted(known)}."
-        )
-    parsed = TaskOptions(**options)
-    if parsed.retries < 0 or parsed.retry_delay < 0:
-        raise DagDefinitionError("@task retries and retry_delay must not be negative.")
-    return parsed
 
 
 task = _TaskDecorator()

@@ -30,6 +30,7 @@ from weir.states import DagRunState, TaskState
 __all__ = [
     "ApiToken",
     "AttemptLog",
+    "Backfill",
     "Base",
     "Connection",
     "Dag",
@@ -38,6 +39,7 @@ __all__ = [
     "DagVersion",
     "ImportError_",
     "Outbox",
+    "Pool",
     "TaskAttempt",
     "TaskInstance",
     "Variable",
@@ -73,6 +75,12 @@ class Dag(Base):
     tags: Mapped[list[str]] = mapped_column(Json, default=list)
     version_id: Mapped[int] = mapped_column(ForeignKey("dag_version.id"))
     last_parsed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The next scheduled run: its logical date and data interval, and when it may be created
+    # (the interval's end). Null for manual-only DAGs or when the schedule is exhausted.
+    next_logical_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_data_interval_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_data_interval_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_run_after: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
 
 class DagVersion(Base):
@@ -97,6 +105,15 @@ class DagRun(Base):
         Index(None, "dag_id", "logical_date"),
         Index(None, "state"),
         Index(None, "needs_scheduling"),
+        # One scheduled (or backfill) run per DAG and logical date, whichever replica creates it.
+        Index(
+            "uq_dag_run_dag_id_logical_date_scheduled",
+            "dag_id",
+            "logical_date",
+            unique=True,
+            postgresql_where=text("run_type IN ('scheduled', 'backfill')"),
+            sqlite_where=text("run_type IN ('scheduled', 'backfill')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -106,6 +123,9 @@ class DagRun(Base):
     state: Mapped[DagRunState] = mapped_column(String(20))
     run_type: Mapped[str] = mapped_column(String(20))
     logical_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    data_interval_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    data_interval_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    backfill_id: Mapped[int | None] = mapped_column(ForeignKey("backfill.id", ondelete="SET NULL"))
     conf: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(250))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -123,7 +143,7 @@ class TaskInstance(Base):
 
     __tablename__ = "task_instance"
     __table_args__ = (
-        UniqueConstraint("dag_run_id", "task_id"),
+        UniqueConstraint("dag_run_id", "task_id", "map_index"),
         Index(None, "state"),
         Index(None, "dag_run_id", "state"),
     )
@@ -133,17 +153,51 @@ class TaskInstance(Base):
     dag_id: Mapped[str] = mapped_column(String(ID))
     run_id: Mapped[str] = mapped_column(String(ID))
     task_id: Mapped[str] = mapped_column(String(ID))
+    # -1 for an unmapped task; 0, 1, … for the instances of a mapped one (``task.expand``).
+    map_index: Mapped[int] = mapped_column(Integer, default=-1, server_default=text("-1"))
     state: Mapped[TaskState] = mapped_column(String(20))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_tries: Mapped[int] = mapped_column(Integer, default=1)
     retry_delay: Mapped[float] = mapped_column(default=0.0)
     queue: Mapped[str] = mapped_column(String(250))
+    pool: Mapped[str] = mapped_column(String(250), default="default_pool")
+    pool_slots: Mapped[int] = mapped_column(Integer, default=1)
+    priority_weight: Mapped[int] = mapped_column(Integer, default=1)
+    # Why a task that could be expected to run is not running: a stable code and words for people.
+    wait_code: Mapped[str | None] = mapped_column(String(40))
+    wait_reason: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(250))
     queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     start_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
     end_date: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     next_retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Pool(Base):
+    """A named budget of slots shared by the tasks that name it (``default_pool`` always exists)."""
+
+    __tablename__ = "pool"
+
+    name: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    slots: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(Text)
+
+
+class Backfill(Base):
+    """A request to run a DAG over a past range, with its own concurrency budget."""
+
+    __tablename__ = "backfill"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(ForeignKey("dag.dag_id"))
+    from_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    to_date: Mapped[datetime] = mapped_column(UtcDateTime)
+    max_active_runs: Mapped[int] = mapped_column(Integer, default=4)
+    state: Mapped[str] = mapped_column(String(20))
+    conf: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class TaskAttempt(Base):

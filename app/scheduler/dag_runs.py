@@ -90,6 +90,9 @@ async def _create_task_instances(
             "max_tries": spec.retries + 1,
             "retry_delay": spec.retry_delay,
             "queue": spec.queue,
+            "pool": spec.pool,
+            "pool_slots": spec.pool_slots,
+            "priority_weight": spec.priority_weight,
         }
         for spec in structure.tasks.values()
     ]

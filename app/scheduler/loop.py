@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
 from app.execution.tokens import AttemptTokens
-from app.scheduler import progress, sweeps
+from app.scheduler import progress, run_starts, sweeps
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import Wakeup
 from weir.clock import Clock
@@ -46,7 +46,7 @@ class Scheduler:
         self._sweep_interval = sweep_interval
         self._last_sweep: datetime | None = None
         self._steps: list[tuple[str, Step]] = [
-            ("start_queued_runs", progress.start_queued_runs),
+            ("start_queued_runs", run_starts.start_queued_runs),
             ("advance_flagged_runs", self._advance),
             ("schedule_due_retries", self._retries),
             ("queue_scheduled", self._queue_scheduled),

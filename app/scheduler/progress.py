@@ -1,4 +1,4 @@
-"""Advancing flagged DAG runs: start queued runs, decide each waiting task, finish complete runs.
+"""Advancing flagged DAG runs: decide each waiting task, finish complete runs.
 
 A run is examined only when flagged (``needs_scheduling``), so the scheduler's work follows the
 rate of change, not the number of runs. Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so two
@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Dag, DagRun, TaskInstance
+from app.db.models import DagRun, TaskInstance
 from app.db.transitions import set_run_state, set_task_states
 from app.execution.tokens import AttemptTokens
 from app.scheduler.queueing import queue_attempts
@@ -22,30 +22,9 @@ from app.scheduler.versions import DagStructure, VersionCache
 from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 from weir.trigger_rules import Decision, decide
 
-__all__ = ["advance_flagged_runs", "start_queued_runs"]
+__all__ = ["advance_flagged_runs"]
 
 BATCH = 200
-
-
-async def start_queued_runs(session: AsyncSession, now: datetime) -> int:
-    """``queued -> running`` for runs of unpaused DAGs (issue 3 adds max_active_runs here)."""
-    statement = (
-        select(DagRun.id)
-        .join(Dag, Dag.dag_id == DagRun.dag_id)
-        .where(DagRun.state == DagRunState.QUEUED, Dag.is_paused.is_(False))
-        .order_by(DagRun.id)
-        .limit(BATCH)
-        .with_for_update(of=DagRun, skip_locked=True)
-    )
-    ids = list((await session.scalars(statement)).all())
-    if ids:
-        await session.execute(
-            update(DagRun)
-            .where(DagRun.id.in_(ids), DagRun.state == DagRunState.QUEUED)
-            .values(state=DagRunState.RUNNING, start_date=now, needs_scheduling=True)
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids)
 
 
 @dataclass

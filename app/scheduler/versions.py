@@ -16,13 +16,23 @@ __all__ = ["DagStructure", "TaskSpec", "VersionCache"]
 
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
+    """One task as the scheduler sees it (the serialized options of ``weir.task_options``)."""
+
     task_id: str
     kind: str
     upstream: tuple[str, ...]
     inputs: tuple[str, ...]
     retries: int
     retry_delay: float
+    retry_exponential_backoff: bool
+    max_retry_delay: float | None
+    timeout: float | None
     queue: str
+    pool: str
+    pool_slots: int
+    priority_weight: int
+    trigger_rule: str
+    branch: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +42,7 @@ class DagStructure:
     fileloc: str
     file_hash: str
     tasks: dict[str, TaskSpec]  # upstreams before downstreams
+    options: dict[str, Any]  # the DAG-level options of ``weir.dag_options``, serialized
 
     @classmethod
     def from_version(cls, version: DagVersion, fileloc: str) -> DagStructure:
@@ -41,7 +52,20 @@ class DagStructure:
             fileloc=fileloc,
             file_hash=version.file_hash,
             tasks={t["task_id"]: _task_spec(t) for t in version.serialized["tasks"]},
+            options={k: v for k, v in version.serialized.items() if k != "tasks"},
         )
+
+    @property
+    def max_active_runs(self) -> int:
+        return int(self.options.get("max_active_runs", 16))
+
+    @property
+    def max_active_tasks(self) -> int:
+        return int(self.options.get("max_active_tasks", 16))
+
+    def downstream_of(self, task_id: str) -> list[str]:
+        """Direct downstream task ids, in the structure's order."""
+        return [t.task_id for t in self.tasks.values() if task_id in t.upstream]
 
 
 def _task_spec(raw: dict[str, Any]) -> TaskSpec:
@@ -52,7 +76,15 @@ def _task_spec(raw: dict[str, Any]) -> TaskSpec:
         inputs=tuple(raw["inputs"]),
         retries=int(raw["retries"]),
         retry_delay=float(raw["retry_delay"]),
+        retry_exponential_backoff=bool(raw.get("retry_exponential_backoff", False)),
+        max_retry_delay=raw.get("max_retry_delay"),
+        timeout=raw.get("timeout"),
         queue=raw["queue"],
+        pool=raw.get("pool", "default_pool"),
+        pool_slots=int(raw.get("pool_slots", 1)),
+        priority_weight=int(raw.get("priority_weight", 1)),
+        trigger_rule=raw.get("trigger_rule", "all_success"),
+        branch=bool(raw.get("branch", False)),
     )
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 08:19:18.946731
+Create Date: 2026-11-25 09:05:32.699236
 """
 
 from __future__ import annotations
@@ -106,6 +106,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
     op.create_table(
+        "pool",
+        sa.Column("name", sa.String(length=250), nullable=False),
+        sa.Column("slots", sa.Integer(), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_pool")),
+    )
+    op.create_table(
         "variable",
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("value_encrypted", sa.LargeBinary(), nullable=False),
@@ -130,10 +137,40 @@ def upgrade() -> None:
             "version_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("last_parsed_at", app.db.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("next_logical_date", app.db.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "next_data_interval_start", app.db.types.UtcDateTime(timezone=True), nullable=True
+        ),
+        sa.Column("next_data_interval_end", app.db.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("next_run_after", app.db.types.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["version_id"], ["dag_version.id"], name=op.f("fk_dag_version_id_dag_version")
         ),
         sa.PrimaryKeyConstraint("dag_id", name=op.f("pk_dag")),
+    )
+    op.create_index(op.f("ix_dag_next_run_after"), "dag", ["next_run_after"], unique=False)
+    op.create_table(
+        "backfill",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("dag_id", sa.String(length=250), nullable=False),
+        sa.Column("from_date", app.db.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("to_date", app.db.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("max_active_runs", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column(
+            "conf",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", app.db.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("completed_at", app.db.types.UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["dag_id"], ["dag.dag_id"], name=op.f("fk_backfill_dag_id_dag")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_backfill")),
     )
     op.create_table(
         "dag_run",
@@ -151,6 +188,11 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("run_type", sa.String(length=20), nullable=False),
         sa.Column("logical_date", app.db.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("data_interval_start", app.db.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("data_interval_end", app.db.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column(
+            "backfill_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
         sa.Column(
             "conf",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -161,6 +203,12 @@ def upgrade() -> None:
         sa.Column("start_date", app.db.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("end_date", app.db.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("needs_scheduling", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["backfill_id"],
+            ["backfill.id"],
+            name=op.f("fk_dag_run_backfill_id_backfill"),
+            ondelete="SET NULL",
+        ),
         sa.ForeignKeyConstraint(["dag_id"], ["dag.dag_id"], name=op.f("fk_dag_run_dag_id_dag")),
         sa.ForeignKeyConstraint(
             ["version_id"], ["dag_version.id"], name=op.f("fk_dag_run_version_id_dag_version")
@@ -178,6 +226,14 @@ def upgrade() -> None:
         op.f("ix_dag_run_needs_scheduling"), "dag_run", ["needs_scheduling"], unique=False
     )
     op.create_index(op.f("ix_dag_run_state"), "dag_run", ["state"], unique=False)
+    op.create_index(
+        "uq_dag_run_dag_id_logical_date_scheduled",
+        "dag_run",
+        ["dag_id", "logical_date"],
+        unique=True,
+        postgresql_where=sa.text("run_type IN ('scheduled', 'backfill')"),
+        sqlite_where=sa.text("run_type IN ('scheduled', 'backfill')"),
+    )
     op.create_table(
         "task_instance",
         sa.Column(
@@ -192,11 +248,17 @@ def upgrade() -> None:
         sa.Column("dag_id", sa.String(length=250), nullable=False),
         sa.Column("run_id", sa.String(length=250), nullable=False),
         sa.Column("task_id", sa.String(length=250), nullable=False),
+        sa.Column("map_index", sa.Integer(), server_default=sa.text("-1"), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("max_tries", sa.Integer(), nullable=False),
         sa.Column("retry_delay", sa.Double(), nullable=False),
         sa.Column("queue", sa.String(length=250), nullable=False),
+        sa.Column("pool", sa.String(length=250), nullable=False),
+        sa.Column("pool_slots", sa.Integer(), nullable=False),
+        sa.Column("priority_weight", sa.Integer(), nullable=False),
+        sa.Column("wait_code", sa.String(length=40), nullable=True),
+        sa.Column("wait_reason", sa.Text(), nullable=True),
         sa.Column("worker", sa.String(length=250), nullable=True),
         sa.Column("queued_at", app.db.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("start_date", app.db.types.UtcDateTime(timezone=True), nullable=True),
@@ -211,7 +273,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_task_instance")),
         sa.UniqueConstraint(
-            "dag_run_id", "task_id", name=op.f("uq_task_instance_dag_run_id_task_id")
+            "dag_run_id",
+            "task_id",
+            "map_index",
+            name=op.f("uq_task_instance_dag_run_id_task_id_map_index"),
         ),
     )
     op.create_index(
@@ -300,6 +365,11 @@ def upgrade() -> None:
         op.f("ix_xcom_dag_run_id_task_id"), "xcom", ["dag_run_id", "task_id"], unique=False
     )
     # ### end Alembic commands ###
+    # Every task takes a slot of a pool; tasks that name none share this one.
+    pool = sa.table("pool", sa.column("name"), sa.column("slots"), sa.column("description"))
+    op.bulk_insert(
+        pool, [{"name": "default_pool", "slots": 128, "description": "Tasks that name no pool."}]
+    )
 
 
 def downgrade() -> None:
@@ -312,12 +382,21 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_task_instance_state"), table_name="task_instance")
     op.drop_index(op.f("ix_task_instance_dag_run_id_state"), table_name="task_instance")
     op.drop_table("task_instance")
+    op.drop_index(
+        "uq_dag_run_dag_id_logical_date_scheduled",
+        table_name="dag_run",
+        postgresql_where=sa.text("run_type IN ('scheduled', 'backfill')"),
+        sqlite_where=sa.text("run_type IN ('scheduled', 'backfill')"),
+    )
     op.drop_index(op.f("ix_dag_run_state"), table_name="dag_run")
     op.drop_index(op.f("ix_dag_run_needs_scheduling"), table_name="dag_run")
     op.drop_index(op.f("ix_dag_run_dag_id_logical_date"), table_name="dag_run")
     op.drop_table("dag_run")
+    op.drop_table("backfill")
+    op.drop_index(op.f("ix_dag_next_run_after"), table_name="dag")
     op.drop_table("dag")
     op.drop_table("variable")
+    op.drop_table("pool")
     op.drop_table("outbox")
     op.drop_table("import_error")
     op.drop_table("dag_version")
