@@ -12,12 +12,19 @@ __all__ = ["RunContext", "get_current_context"]
 
 @dataclasses.dataclass(frozen=True)
 class RunContext:
+    """As in Airflow: the run's logical date and data interval, the trigger's ``conf``, and the
+    DAG's ``params`` merged with it (defaults overridden by what the trigger passed)."""
+
     dag_id: str
     run_id: str
     task_id: str
     attempt: int
     logical_date: datetime
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
     conf: dict[str, Any]
+    params: dict[str, Any]
+    map_index: int = -1
 
 
 current_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(

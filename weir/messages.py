@@ -76,7 +76,14 @@ class ClaimAccepted(_Wire):
         default_factory=dict, description="Return values of the upstream tasks this one reads."
     )
     conf: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The DAG's params with the trigger's conf merged in."
+    )
     logical_date: datetime
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
+    map_index: int = -1
+    timeout: float | None = Field(default=None, description="Seconds the attempt may run.")
     heartbeat_interval: float
     lease_seconds: float
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Param", "serialize_params"]
+__all__ = ["Param", "merge_params", "serialize_params"]
 
 _NO_DEFAULT: Any = object()
 
@@ -30,3 +30,10 @@ class Param:
 
 def serialize_params(params: dict[str, Param]) -> dict[str, dict[str, Any]]:
     return {name: param.to_dict() for name, param in params.items()}
+
+
+def merge_params(serialized: dict[str, dict[str, Any]], conf: dict[str, Any]) -> dict[str, Any]:
+    """The values a task sees: each param's default, overridden by the trigger's ``conf``."""
+    merged = {name: p["default"] for name, p in serialized.items() if "default" in p}
+    merged.update({name: value for name, value in conf.items() if name in serialized})
+    return merged

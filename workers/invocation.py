@@ -25,7 +25,11 @@ def run_context(claim: ClaimAccepted) -> RunContext:
         task_id=claim.task_id,
         attempt=claim.attempt,
         logical_date=claim.logical_date,
+        data_interval_start=claim.data_interval_start,
+        data_interval_end=claim.data_interval_end,
         conf=dict(claim.conf),
+        params=dict(claim.params),
+        map_index=claim.map_index,
     )
 
 

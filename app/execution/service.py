@@ -24,6 +24,7 @@ from weir.messages import (
     LogAppend,
     TaskKind,
 )
+from weir.params import merge_params
 from weir.states import TaskState
 
 __all__ = ["append_log", "claim_attempt", "finish_attempt", "release_attempt", "renew_lease"]
@@ -92,7 +93,12 @@ async def claim_attempt(
         kind=TaskKind(spec.kind),
         inputs=inputs,
         conf=run.conf,
+        params=merge_params(structure.options.get("params") or {}, run.conf),
         logical_date=run.logical_date,
+        data_interval_start=run.data_interval_start,
+        data_interval_end=run.data_interval_end,
+        map_index=ti.map_index,
+        timeout=spec.timeout,
         heartbeat_interval=heartbeat_interval,
         lease_seconds=lease_seconds,
     )
