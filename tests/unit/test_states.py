@@ -1,4 +1,4 @@
-"""The transition table, walked pair by pair, and the trigger rule."""
+"""The transition table, walked pair by pair (trigger rules: test_trigger_rules.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from weir.states import (
     check_transition,
     is_allowed,
 )
-from weir.trigger_rules import Decision, decide
 
 T = TaskState
 
@@ -65,21 +64,3 @@ def test_terminal_states_leave_only_by_a_users_clear_or_mark() -> None:
 
 def test_mixing_enums_is_never_allowed() -> None:
     assert not is_allowed(T.NONE, DagRunState.RUNNING)
-
-
-@pytest.mark.parametrize(
-    ("upstream", "decision"),
-    [
-        ([], Decision.RUN),
-        ([T.SUCCESS, T.SUCCESS], Decision.RUN),
-        ([T.SUCCESS, T.RUNNING], Decision.WAIT),
-        ([T.SUCCESS, T.UP_FOR_RETRY], Decision.WAIT),
-        ([T.FAILED, T.RUNNING], Decision.UPSTREAM_FAILED),
-        ([T.UPSTREAM_FAILED, T.SUCCESS], Decision.UPSTREAM_FAILED),
-        ([T.SKIPPED, T.SUCCESS], Decision.SKIP),
-        ([T.SKIPPED, T.RUNNING], Decision.WAIT),
-        ([T.SKIPPED, T.FAILED], Decision.UPSTREAM_FAILED),
-    ],
-)
-def test_all_success_rule(upstream: list[TaskState], decision: Decision) -> None:
-    assert decide(upstream) is decision
