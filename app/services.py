@@ -1,6 +1,6 @@
-"""The service's background loops, supervised together: scheduler, outbox relay, DAG processor
-and (on PostgreSQL) the wake-up listener. They run in one TaskGroup: if one crashes, the group
-ends and the process exits non-zero rather than living on half alive."""
+"""The service's background loops, supervised together: scheduler, outbox relay, DAG processor,
+retention job and (on PostgreSQL) the wake-up listener. They run in one TaskGroup: if one crashes,
+the group ends and the process exits non-zero rather than living on half alive."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from app.dag_processor.supervisor import DagProcessor
 from app.relay import OutboxRelay
+from app.retention import RetentionJob
 from app.scheduler.loop import Scheduler
 from app.scheduler.wakeup import listen_for_wakeups
 from app.state import ServiceState
@@ -41,6 +42,7 @@ class ServiceLoops:
         self.dag_processor = DagProcessor(
             settings, state.database, on_change=state.scheduler_wakeup.notify
         )
+        self.retention = RetentionJob(settings, state.database, state.clock)
         self._state = state
 
     def wake_all(self) -> None:
@@ -53,6 +55,7 @@ class ServiceLoops:
             group.create_task(self.scheduler.run(stop), name="scheduler")
             group.create_task(self.relay.run(stop), name="outbox-relay")
             group.create_task(self.dag_processor.run(stop), name="dag-processor")
+            group.create_task(self.retention.run(stop), name="retention")
             if self._state.database.is_postgres:
                 group.create_task(
                     listen_for_wakeups(

@@ -60,6 +60,32 @@ class Settings(BaseSettings):
     dag_parse_timeout: float = Field(default=30.0, gt=0)
     dag_rescan_interval: float = Field(default=30.0, gt=0)
 
+    # History retention (see docs/scheduling/retention.md). A DAG's own options win per limit.
+    retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Delete finished runs that ended more than this many days ago (None: keep).",
+    )
+    retention_runs: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only this many most recent finished runs per DAG (None: no limit).",
+    )
+    retention_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between two passes of the retention job."
+    )
+    retention_batch_size: int = Field(
+        default=500, ge=1, description="Runs deleted per transaction, so no lock is held long."
+    )
+    retention_export_dir: Path | None = Field(
+        default=None,
+        description="When set, runs are appended to <dir>/<dag_id>/<YYYY-MM-DD>.jsonl "
+        "(fsynced) before they are deleted.",
+    )
+    retention_export_logs: bool = Field(
+        default=False, description="Include each attempt's log text in the export."
+    )
+
     # Worker.
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     worker_concurrency: int = Field(default=8, ge=1)

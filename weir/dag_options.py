@@ -4,11 +4,13 @@ serialized form (the scheduler reads them from the stored structure, never from 
 from __future__ import annotations
 
 import dataclasses
+import math
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from weir.errors import DagDefinitionError
 from weir.params import Param, serialize_params
+from weir.schedule import check_schedule
 
 __all__ = ["DagArguments", "DagOptions"]
 
@@ -31,6 +33,8 @@ class DagArguments(TypedDict, total=False):
     triggers: list[Any]
     on_success: Any
     on_failure: Any
+    retention_days: float | timedelta | None
+    retention_runs: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,12 @@ class DagOptions:
     triggers: list[Any] = dataclasses.field(default_factory=list)
     on_success: Any = None
     on_failure: Any = None
+    retention_days: float | None = None
+    """Delete this DAG's finished runs that ended longer ago (days, or a ``timedelta``). None:
+    the global ``WEIR_RETENTION_DAYS`` applies; 0: no age limit for this DAG."""
+    retention_runs: int | None = None
+    """Keep only this many most recent finished runs. None: the global ``WEIR_RETENTION_RUNS``
+    applies; 0: no count limit for this DAG."""
 
     @classmethod
     def build(cls, where: str, arguments: dict[str, Any]) -> DagOptions:
@@ -64,6 +74,8 @@ class DagOptions:
         values = dict(arguments)
         if isinstance(values.get("dagrun_timeout"), timedelta):
             values["dagrun_timeout"] = values["dagrun_timeout"].total_seconds()
+        if isinstance(values.get("retention_days"), timedelta):
+            values["retention_days"] = values["retention_days"].total_seconds() / 86400
         values["params"] = {
             name: value if isinstance(value, Param) else Param(value)
             for name, value in (values.get("params") or {}).items()
@@ -85,11 +97,34 @@ class DagOptions:
                 raise DagDefinitionError(f"{where}: {name} must be a datetime.")
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise DagDefinitionError(f"{where}: end_date is before start_date.")
+        try:
+            check_schedule(self.schedule, self.timezone)
+        except ValueError as error:
+            raise DagDefinitionError(f"{where}: {error}") from None
+        self._check_retention(where)
+
+    def _check_retention(self, where: str) -> None:
+        days, runs = self.retention_days, self.retention_runs
+        if days is not None and (
+            isinstance(days, bool)
+            or not isinstance(days, int | float)
+            or not (days >= 0 and math.isfinite(days))
+        ):
+            raise DagDefinitionError(
+                f"{where}: retention_days must be a number of days >= 0 or a timedelta "
+                "(0 lifts the global age limit for this DAG)."
+            )
+        if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 0):
+            raise DagDefinitionError(
+                f"{where}: retention_runs must be an integer >= 0 "
+                "(0 lifts the global count limit for this DAG)."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         schedule = self.schedule
         return {
-            "schedule": schedule,
+            # A timedelta is stored as seconds; ``schedule`` keeps a readable form for lists.
+            "schedule": f"every {schedule}" if isinstance(schedule, timedelta) else schedule,
             "schedule_interval": schedule.total_seconds()
             if isinstance(schedule, timedelta)
             else None,
@@ -105,4 +140,6 @@ class DagOptions:
             "description": self.description,
             "has_on_success": self.on_success is not None,
             "has_on_failure": self.on_failure is not None,
+            "retention_days": self.retention_days,
+            "retention_runs": self.retention_runs,
         }
