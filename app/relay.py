@@ -37,6 +37,11 @@ class OutboxRelay:
         self._sweep_interval = sweep_interval
         self._batch_size = batch_size
         self.published = 0
+        self.publish_error: str | None = None  # the last failure until a publish works (reasons)
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -44,6 +49,7 @@ class OutboxRelay:
                 sent = await self.publish_once()
             except BrokerError as error:
                 log.warning("cannot publish task messages (%s); retrying in 1 s", error)
+                self.publish_error = str(error)
                 await self._outbox_ready.wait(1.0)
                 continue
             except Exception:
@@ -67,6 +73,7 @@ class OutboxRelay:
                 ]
             )
             await delete_outbox_rows(session, [r.id for r in rows])
+        self.publish_error = None
         self.published += len(rows)
         return len(rows)
 

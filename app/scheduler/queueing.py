@@ -1,19 +1,41 @@
-"""Moving scheduled task instances to ``queued`` together with their outbox messages."""
+"""Moving scheduled task instances to ``queued`` together with their outbox messages, as far as
+capacity allows (pools, ``max_active_tasks``, ``priority_weight``; see ``capacity.py``).
+
+Whoever schedules tasks calls ``queue_attempts`` with the ids it just scheduled. The tasks that
+already wait in the same pools or DAGs compete with them, so a newcomer never overtakes a waiting
+task of higher priority (or of equal priority scheduled earlier). What does not fit stays
+``scheduled`` with its ``wait_code``/``wait_reason``; the scheduler's ``queue_scheduled`` step
+tries again on every pass, and a finished task wakes the scheduler, so a freed slot is taken
+within the pass that follows the finish, not at the next sweep.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import Row, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import TaskInstance
 from app.db.outbox import QueuedAttempt, add_task_messages
 from app.execution.tokens import AttemptTokens
+from app.scheduler.capacity import (
+    Block,
+    Candidate,
+    admit,
+    describe,
+    holders,
+    load_capacity,
+    lock_capacity,
+)
 from weir.states import TaskState, check_transition
 
 __all__ = ["queue_attempts"]
+
+_Row = Row[int, str, str, int, int, str | None, str | None]  # the columns of ``_COLUMNS``
+COMPETITORS = 500  # waiting tasks considered beside the given ones, highest priority first
 
 
 async def queue_attempts(
@@ -22,17 +44,88 @@ async def queue_attempts(
     tokens: AttemptTokens,
     now: datetime,
 ) -> int:
-    """``scheduled -> queued`` for these task instances, each with its message (invariant 3).
+    """``scheduled -> queued`` for what fits, each with its message (invariant 3).
 
-    Capacity limits (pools, max_active_tasks) will decide here which of them go first.
+    Returns how many were queued (given ones and waiting competitors together).
     """
     if not task_instance_ids:
         return 0
     check_transition(TaskState.SCHEDULED, TaskState.QUEUED)
+    rows = await _load_candidates(session, task_instance_ids)
+    if not rows:
+        return 0
+    candidates = [_candidate(r) for r in rows.values()]
+    pools = {c.pool for c in candidates}
+    dags = {c.dag_id for c in candidates}
+    await lock_capacity(session, pools, dags)
+    admitted, blocked = admit(candidates, await load_capacity(session, pools, dags))
+    queued = await _queue(session, [c.id for c in admitted], now)
+    await add_task_messages(session, queued, tokens, now)
+    await _record_waits(session, rows, blocked)
+    return len(queued)
+
+
+_COLUMNS = (
+    TaskInstance.id,
+    TaskInstance.dag_id,
+    TaskInstance.pool,
+    TaskInstance.pool_slots,
+    TaskInstance.priority_weight,
+    TaskInstance.wait_code,
+    TaskInstance.wait_reason,
+)
+
+
+async def _load_candidates(session: AsyncSession, ids: Sequence[int]) -> dict[int, _Row]:
+    """The given scheduled instances and the waiting ones they compete with, locked.
+
+    The given rows are locked by the caller already; competitors are taken with ``SKIP LOCKED``,
+    so a replica busy with them is never waited for: it decides for them itself.
+    """
+    given = {
+        r.id: r
+        for r in await session.execute(
+            select(*_COLUMNS).where(
+                TaskInstance.id.in_(ids), TaskInstance.state == TaskState.SCHEDULED
+            )
+        )
+    }
+    if not given:
+        return {}
+    pools = {r.pool for r in given.values()}
+    dags = {r.dag_id for r in given.values()}
+    competitors = await session.execute(
+        select(*_COLUMNS)
+        .where(
+            TaskInstance.state == TaskState.SCHEDULED,
+            TaskInstance.id.not_in(list(given)),
+            or_(TaskInstance.pool.in_(pools), TaskInstance.dag_id.in_(dags)),
+        )
+        .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
+        .limit(COMPETITORS)
+        .with_for_update(of=TaskInstance, skip_locked=True)
+    )
+    return given | {r.id: r for r in competitors}
+
+
+def _candidate(r: _Row) -> Candidate:
+    return Candidate(r.id, r.dag_id, r.pool, r.pool_slots, r.priority_weight)
+
+
+async def _queue(session: AsyncSession, ids: list[int], now: datetime) -> list[QueuedAttempt]:
+    if not ids:
+        return []
     statement = (
         update(TaskInstance)
-        .where(TaskInstance.id.in_(task_instance_ids), TaskInstance.state == TaskState.SCHEDULED)
-        .values(state=TaskState.QUEUED, queued_at=now, worker=None, lease_expires_at=None)
+        .where(TaskInstance.id.in_(ids), TaskInstance.state == TaskState.SCHEDULED)
+        .values(
+            state=TaskState.QUEUED,
+            queued_at=now,
+            worker=None,
+            lease_expires_at=None,
+            wait_code=None,
+            wait_reason=None,
+        )
         .returning(
             TaskInstance.id,
             TaskInstance.attempt,
@@ -43,9 +136,28 @@ async def queue_attempts(
         )
         .execution_options(synchronize_session=False)
     )
-    queued = [
+    return [
         QueuedAttempt(r.id, r.attempt, r.dag_id, r.run_id, r.task_id, r.queue)
         for r in await session.execute(statement)
     ]
-    await add_task_messages(session, queued, tokens, now)
-    return len(queued)
+
+
+async def _record_waits(
+    session: AsyncSession, rows: dict[int, _Row], blocked: dict[int, Block]
+) -> None:
+    """Store each waiting task's reason, writing only rows whose reason changed."""
+    words: dict[Block, str] = {}
+    changed: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for ti_id, block in blocked.items():
+        if block not in words:
+            words[block] = describe(block, await holders(session, block))
+        row = rows[ti_id]
+        if (row.wait_code, row.wait_reason) != (block.code, words[block]):
+            changed[(block.code, words[block])].append(ti_id)
+    for (code, reason), ids in changed.items():
+        await session.execute(
+            update(TaskInstance)
+            .where(TaskInstance.id.in_(ids), TaskInstance.state == TaskState.SCHEDULED)
+            .values(wait_code=code, wait_reason=reason)
+            .execution_options(synchronize_session=False)
+        )

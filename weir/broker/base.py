@@ -94,6 +94,14 @@ class Broker(Protocol):
 
     async def is_healthy(self) -> bool: ...
 
+    async def consumer_count(self, queue: str) -> int | None:
+        """How many consumers serve ``queue`` now; None when the broker cannot tell.
+
+        For "why is it not running?": zero means no worker serves the queue, or every worker that
+        does is busy (a full worker cancels its subscription until a slot frees).
+        """
+        ...
+
 
 class TrackedDelivery(Delivery, Protocol):
     """A delivery that knows whether it was settled (what both implementations hand out)."""

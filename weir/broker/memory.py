@@ -176,6 +176,9 @@ class MemoryBroker:
     async def is_healthy(self) -> bool:
         return self._is_open
 
+    async def consumer_count(self, queue: str) -> int | None:
+        return sum(1 for subscription in self._subscribers if queue in subscription.queues)
+
     def queued_count(self, queue: str) -> int:
         """Messages waiting in ``queue``, not counting those handed out (for tests)."""
         return len(self._queues.get(queue, ()))

@@ -27,6 +27,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.exceptions import ChannelNotFoundEntity
 from pamqp.commands import Basic
 from pamqp.common import Arguments
 
@@ -282,6 +283,22 @@ class RabbitMQBroker:
     async def is_healthy(self) -> bool:
         connection = self._connection
         return connection is not None and not connection.is_closed and connection.connected.is_set()
+
+    async def consumer_count(self, queue: str) -> int | None:
+        """Consumers of ``queue`` from a passive declare on a short-lived channel of its own (a
+        passive declare of a missing queue closes its channel); 0 when the queue does not exist."""
+        connection = self._connection
+        if connection is None or connection.is_closed:
+            return None
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                async with connection.channel(publisher_confirms=False) as channel:
+                    declared = await channel.declare_queue(self.queue_name(queue), passive=True)
+                    return declared.declaration_result.consumer_count
+        except ChannelNotFoundEntity:
+            return 0
+        except (TimeoutError, *CONNECTION_EXCEPTIONS):
+            return None
 
     async def delete_namespace(self, queues: Sequence[str]) -> None:
         """Delete ``queues``, the dead-letter queue and exchange (test clean-up)."""

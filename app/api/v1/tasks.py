@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from app.api.deps import Session
+from app.api.deps import Service, Session
 from app.api.problems import PROBLEM_RESPONSES
 from app.api.v1.runs import get_run
 from app.auth import Viewer
 from app.db.models import AttemptLog, TaskInstance
+from app.scheduler.reasons import BrokerView, explain
 from weir.errors import NotFound
 from weir.states import TaskState
 
@@ -33,6 +35,13 @@ class TaskInstancePublic(BaseModel):
     attempt: int
     max_tries: int
     queue: str
+    pool: str
+    pool_slots: int
+    priority_weight: int
+    wait_code: str | None = Field(
+        description="Why it is not running, as a stable code (null once it runs or ended)."
+    )
+    wait_reason: str | None = Field(description="The same in words: who or what it waits for.")
     worker: str | None
     queued_at: datetime | None
     start_date: datetime | None
@@ -43,6 +52,24 @@ class TaskInstancePublic(BaseModel):
 class TaskInstancesPublic(BaseModel):
     task_instances: list[TaskInstancePublic]
     total: int
+
+
+def _broker_view(request: Request) -> BrokerView:
+    view: BrokerView = request.app.state.loops.relay
+    return view
+
+
+BrokerStatus = Annotated[BrokerView, Depends(_broker_view)]
+
+
+async def _public(
+    session: Session, service: Service, broker: BrokerView, ti: TaskInstance
+) -> TaskInstancePublic:
+    """The task instance with its wait reason: the stored one, or computed now (``reasons``)."""
+    public = TaskInstancePublic.model_validate(ti)
+    reason = await explain(session, ti, service.versions, broker)
+    public.wait_code, public.wait_reason = reason if reason else (None, None)
+    return public
 
 
 async def _get_task_instance(
@@ -63,7 +90,12 @@ async def _get_task_instance(
 
 @router.get("", operation_id="tasks-list")
 async def list_task_instances(
-    dag_id: str, run_id: str, session: Session, _token: Viewer
+    dag_id: str,
+    run_id: str,
+    session: Session,
+    service: Service,
+    broker: BrokerStatus,
+    _token: Viewer,
 ) -> TaskInstancesPublic:
     run = await get_run(session, dag_id, run_id)
     rows = (
@@ -72,17 +104,22 @@ async def list_task_instances(
         )
     ).all()
     return TaskInstancesPublic(
-        task_instances=[TaskInstancePublic.model_validate(r) for r in rows], total=len(rows)
+        task_instances=[await _public(session, service, broker, r) for r in rows], total=len(rows)
     )
 
 
 @router.get("/{task_id}", operation_id="tasks-get")
 async def read_task_instance(
-    dag_id: str, run_id: str, task_id: str, session: Session, _token: Viewer
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    session: Session,
+    service: Service,
+    broker: BrokerStatus,
+    _token: Viewer,
 ) -> TaskInstancePublic:
-    return TaskInstancePublic.model_validate(
-        await _get_task_instance(session, dag_id, run_id, task_id)
-    )
+    ti = await _get_task_instance(session, dag_id, run_id, task_id)
+    return await _public(session, service, broker, ti)
 
 
 @router.get(
