@@ -5,6 +5,10 @@ transaction; none commits (the supervisor owns ``async with sessions.begin()``).
 ``INSERT … ON CONFLICT`` on both PostgreSQL and SQLite, so two API replicas parsing the same file
 at once converge instead of failing on a unique key. Rows are written in ``dag_id`` order, so two
 such transactions take their row locks in the same order and cannot deadlock.
+
+A DAG whose schedule options changed (or that has no next run planned) gets its next scheduled
+interval planned again here (``app.scheduler.due_runs.plan_next_run``); an unchanged schedule
+keeps its plan, so re-parsing a file never moves or repeats a run.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, DagFile, DagVersion, ImportError_
+from app.scheduler.due_runs import plan_next_run
 
 __all__ = [
     "FileOutcome",
@@ -68,8 +73,11 @@ async def record_parsed_file(
     conflicts = await _find_owners_elsewhere(session, fileloc, by_id)
     owned = sorted(set(by_id) - set(conflicts))
     for dag_id in owned:
+        planned = await _previous_schedule(session, dag_id)
         version_id = await _upsert_version(session, by_id[dag_id], file_hash, now)
         await _upsert_dag(session, fileloc, by_id[dag_id], version_id, now)
+        if planned is None or planned != _schedule_key(by_id[dag_id]):
+            await plan_next_run(session, dag_id, by_id[dag_id], now)
     previous = await _previous_dag_ids(session, fileloc)
     deactivated = await _deactivate(session, fileloc, set(previous) - set(owned))
     if conflicts:
@@ -121,6 +129,35 @@ async def _find_owners_elsewhere(
         .with_for_update()
     )
     return {dag_id: owner for dag_id, owner in rows}
+
+
+_SCHEDULE_OPTIONS = (
+    "schedule",
+    "schedule_interval",
+    "start_date",
+    "end_date",
+    "timezone",
+    "catchup",
+)
+
+
+def _schedule_key(serialized: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(serialized.get(name) for name in _SCHEDULE_OPTIONS)
+
+
+async def _previous_schedule(session: AsyncSession, dag_id: str) -> tuple[Any, ...] | None:
+    """The schedule options the DAG had, or None when it has no plan to keep (new, manual only,
+    or its schedule ended): then its next run is planned afresh, which costs one query."""
+    row = (
+        await session.execute(
+            select(Dag.next_run_after, DagVersion.serialized)
+            .join(DagVersion, DagVersion.id == Dag.version_id)
+            .where(Dag.dag_id == dag_id)
+        )
+    ).first()
+    if row is None or row.next_run_after is None:
+        return None
+    return _schedule_key(row.serialized)
 
 
 def _describe_conflicts(fileloc: str, conflicts: dict[str, str]) -> str:

@@ -27,6 +27,10 @@ class RunRequest:
     run_id: str | None = None
     logical_date: datetime | None = None
     idempotency_key: str | None = None
+    # A scheduled run's interval; a run without one covers its logical date alone (see
+    # ``weir.schedule.manual_interval``).
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
 
 
 async def create_run(
@@ -53,6 +57,8 @@ async def create_run(
         state=DagRunState.QUEUED,
         run_type=request.run_type,
         logical_date=logical_date,
+        data_interval_start=request.data_interval_start or logical_date,
+        data_interval_end=request.data_interval_end or logical_date,
         conf=request.conf or {},
         idempotency_key=request.idempotency_key,
         created_at=now,

@@ -31,6 +31,7 @@ from tests.support.databases import (
 from tests.support.services import rabbitmq_url, require_rabbitmq
 from weir.broker import Broker
 from weir.broker.memory import MemoryBroker
+from weir.clock import Clock
 from weir.config import Settings
 from weir.runtime import QuietServer
 from workers.main import Worker
@@ -160,9 +161,15 @@ def _settings(backend: str, tmp_path: Path, database_url: str, port: int, **extr
 
 @contextlib.asynccontextmanager
 async def start_stack(
-    backend: str, tmp_path: Path, *, workers: int = 1, **overrides: Any
+    backend: str,
+    tmp_path: Path,
+    *,
+    workers: int = 1,
+    clock: Clock | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Stack]:
-    """Boot a stack, yield it, and tear everything down (database and queues included)."""
+    """Boot a stack, yield it, and tear everything down (database and queues included).
+    ``clock`` replaces the service's system clock (a test's ``MovableClock``)."""
     if backend == "postgres":
         await require_rabbitmq(rabbitmq_url())
         database_url = await create_postgres_database()
@@ -171,7 +178,7 @@ async def start_stack(
     port = free_port()
     settings = _settings(backend, tmp_path, database_url, port, **overrides)
     try:
-        async with _running(backend, settings, workers) as stack:
+        async with _running(backend, settings, workers, clock) as stack:
             yield stack
     finally:
         if backend == "postgres":
@@ -185,12 +192,14 @@ def _new_broker(settings: Settings) -> Broker:
 
 
 @contextlib.asynccontextmanager
-async def _running(backend: str, settings: Settings, workers: int) -> AsyncIterator[Stack]:
+async def _running(
+    backend: str, settings: Settings, workers: int, clock: Clock | None = None
+) -> AsyncIterator[Stack]:
     database = create_database(settings.database_url)
     shared = MemoryBroker() if backend == "sqlite" else None
     service_broker = shared or _new_broker(settings)
     await service_broker.connect()
-    app = create_app(settings, database, service_broker, manage_broker=False)
+    app = create_app(settings, database, service_broker, clock=clock, manage_broker=False)
     server = QuietServer(app, settings.host, settings.port, "warning")
     serving = asyncio.create_task(server.serve())
     token = (

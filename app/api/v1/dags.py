@@ -8,10 +8,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from app.api.deps import Session
+from app.api.deps import Service, Session
 from app.api.problems import PROBLEM_RESPONSES
 from app.auth import Operator, Viewer
 from app.db.models import Dag
+from app.scheduler.due_runs import plan_next_run
+from app.scheduler.wakeup import wake_scheduler
 from weir.errors import NotFound
 
 __all__ = ["DagPatch", "DagPublic", "DagsPublic", "router"]
@@ -30,6 +32,8 @@ class DagPublic(BaseModel):
     description: str | None
     tags: list[str]
     last_parsed_at: datetime
+    next_logical_date: datetime | None = None
+    next_run_after: datetime | None = None
 
 
 class DagsPublic(BaseModel):
@@ -62,8 +66,18 @@ async def read_dag(dag_id: str, session: Session, _token: Viewer) -> DagPublic:
 
 
 @router.patch("/{dag_id}", operation_id="dags-update")
-async def update_dag(dag_id: str, patch: DagPatch, session: Session, _token: Operator) -> DagPublic:
+async def update_dag(
+    dag_id: str, patch: DagPatch, session: Session, service: Service, _token: Operator
+) -> DagPublic:
+    """Pause or unpause. Unpausing plans the next run from now, so the intervals missed while
+    paused are not all created at once (only the latest, unless the DAG has catchup)."""
     dag = await get_dag(session, dag_id)
+    unpausing = dag.is_paused and not patch.is_paused
     dag.is_paused = patch.is_paused
     await session.flush()
+    if unpausing:
+        options = (await service.versions.get(session, dag.version_id)).options
+        await plan_next_run(session, dag_id, options, service.clock.now())
+        await session.refresh(dag)
+        await wake_scheduler(session)
     return DagPublic.model_validate(dag)
