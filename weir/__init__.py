@@ -2,7 +2,8 @@
 
 from weir.context import RunContext, get_current_context
 from weir.dag import Dag, dag
+from weir.params import Param
 from weir.task import task
 
-__all__ = ["Dag", "RunContext", "dag", "get_current_context", "task"]
+__all__ = ["Dag", "Param", "RunContext", "dag", "get_current_context", "task"]
 __version__ = "0.1.0"

@@ -45,7 +45,12 @@ class Conflict(WeirError):
 
 
 class InvalidRequest(WeirError):
-    pass
+    """Input that is well-formed but not acceptable; ``errors`` names each field at fault
+    (``{"field": …, "message": …}``) when there is more to say than the message."""
+
+    def __init__(self, message: str, *, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors
 
 
 class SchemaOutOfDate(WeirError):

@@ -2,9 +2,8 @@
 
 A refused heartbeat (409) means the attempt was fenced off: the service failed it as a zombie, a
 user cleared or marked it, or another worker holds it now. The running attempt is then cancelled
-and reports nothing. Cancelling stops an async task at its next ``await`` and kills a shell task's
-process group; a task in the process pool cannot be stopped without breaking the pool for the
-other tasks in it, so its process runs the function to the end and the result is thrown away.
+and reports nothing. Cancelling stops an async task at its next ``await``, kills a shell task's
+process group, and kills a sync task's child process (see ``process_pool.py``).
 
 Other failures (the API unreachable for longer than the client's retry budget) are logged and the
 next beat tries again: if they last longer than the lease, the service fails the attempt as a

@@ -1,18 +1,23 @@
-"""Sync tasks run in a pool of processes, so a CPU-bound or blocking task never stalls the event
-loop (and with it the heartbeats and logs of every other attempt).
+"""Sync tasks run in processes of their own, so a CPU-bound or blocking task never stalls the
+event loop (and with it the heartbeats and logs of every other attempt).
 
-The pool uses the ``forkserver`` start method (forking a process that runs an event loop and
-threads is unsafe) and is created on first use with one process per worker slot. Each child
-imports DAG files itself (cached per process), calls the function with the run context set, and
-sends what the task prints and logs back over one ``multiprocessing`` queue, tagged with the
-attempt's key. A thread in the parent drains that queue into the right attempt's log with
-``call_soon_threadsafe``. A child ends each attempt with an end marker, which the parent awaits
-before returning, so the log is complete before the finish report.
+Each running sync attempt has one child process to itself, started with the ``forkserver``
+method (forking a process that runs an event loop and threads is unsafe), and kept for the next
+attempt when this one ends normally: a child imports DAG files once (cached per process) and
+serves attempts one after the other, never more than the worker's concurrency at once. Parent and
+child talk over one private pipe: the call goes down; the task's output (tagged ``log``) and then
+the outcome come back, in order, so the log is complete when the outcome arrives. A thread of the
+parent's per running attempt waits on that pipe.
+
+An attempt that is stopped (its ``timeout`` passed, its heartbeat was refused, or the worker
+abandons it) cannot be interrupted inside Python code, so its child is killed, with the process
+group the child leads (whatever the task started), and the next attempt gets a fresh child. Since
+nothing is shared between children, killing one never harms the attempts of the others (a
+``ProcessPoolExecutor`` would break as a whole, and a shared ``multiprocessing.Queue`` can be left
+locked by a killed writer).
 
 Children ignore SIGINT and SIGTERM (a Ctrl-C or a systemd stop reaches the whole process group):
-the worker decides when they stop. An attempt that is cancelled while its function runs cannot be
-interrupted without breaking the pool for the others: its process runs on and the result is
-dropped. Closing the pool while such a call still runs kills the pool's processes.
+the worker decides when they stop.
 """
 
 from __future__ import annotations
@@ -20,196 +25,226 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import itertools
 import logging
 import multiprocessing
+import os
 import signal
 import threading
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from contextlib import suppress
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Any
 
 from weir.messages import ClaimAccepted
 from workers import capture
 from workers.capture import LogSink
 from workers.dag_cache import DagCache
-from workers.identity import attempt_label
 from workers.invocation import invoke
 from workers.outcome import Outcome
-
-if TYPE_CHECKING:
-    from multiprocessing.queues import Queue
 
 __all__ = ["SyncCall", "TaskProcessPool"]
 
 logger = logging.getLogger(__name__)
 
-END_MARKER_TIMEOUT = 5.0
-_keys = itertools.count()
-
-# (attempt key, "log" or "end", text); None stops the drain thread.
-_Item = tuple[str, str, str | None]
-_LogQueue: TypeAlias = "Queue[_Item | None]"
+DIED = (
+    "The process running this task died before it returned: it was killed (by the out-of-memory "
+    "killer?), crashed in native code or called os._exit(). The next task gets a new process."
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class SyncCall:
-    """What a pool process needs to run one attempt (it is pickled to the child)."""
+    """What a child process needs to run one attempt (it is pickled to the child)."""
 
-    key: str
     dags_folder: Path
     claim: ClaimAccepted
 
     @classmethod
     def create(cls, dags_folder: Path, claim: ClaimAccepted) -> SyncCall:
-        return cls(f"{claim.task_instance_id}.{claim.attempt}.{next(_keys)}", dags_folder, claim)
+        return cls(dags_folder, claim)
+
+
+class _Child:
+    """One child process and the parent's end of its pipe; used by one attempt at a time.
+
+    ``serve`` runs in a thread of the parent; ``kill`` may be called from the event loop at any
+    moment, even while ``serve`` is still starting the process.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._killed = False
+
+    @property
+    def is_usable(self) -> bool:
+        with self._lock:
+            alive = self._process is not None and self._process.is_alive()
+            return alive and not self._killed
+
+    def serve(self, call: SyncCall, deliver: Callable[[str], None]) -> Outcome | None:
+        """Run one call (starting the process first if needed), handing each piece of its output
+        to ``deliver``; None if the process died."""
+        try:
+            conn = self._conn or self._start()
+            conn.send(call)
+            while True:
+                kind, payload = conn.recv()
+                if kind != "log":
+                    outcome: Outcome = payload
+                    return outcome
+                deliver(payload)
+        except (EOFError, OSError):
+            # Closed here, by the only thread reading it: closing it under a blocked reader
+            # would free its descriptor number for reuse while the read still uses it.
+            self._close_pipe()
+            return None
+
+    def kill(self) -> None:
+        """Kill the child and what it started; the thread in ``serve`` then returns None."""
+        with self._lock:
+            self._killed = True
+            process = self._process
+        if process is None or process.pid is None:
+            return
+        if process.exitcode is None:  # not reaped, so its pid is still its process group's
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        with suppress(ValueError):
+            process.kill()
+
+    def stop(self) -> None:
+        """End an idle child: closing the pipe makes it return (blocking; call from a thread)."""
+        process = self._process
+        self._close_pipe()
+        if process is not None:
+            process.join(timeout=5)
+            if process.is_alive():
+                self.kill()
+                process.join()
+
+    def _start(self) -> Connection:
+        context = multiprocessing.get_context("forkserver")
+        parent_end, child_end = context.Pipe()
+        process = context.Process(target=_child_main, args=(child_end,), name="weir-sync-task")
+        process.start()
+        child_end.close()  # the child holds its own copy: EOF here now means the child is gone
+        with self._lock:
+            self._process, self._conn = process, parent_end
+            killed = self._killed
+        if killed:  # stopped while starting
+            self.kill()
+            raise EOFError
+        return parent_end
+
+    def _close_pipe(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(OSError):
+                conn.close()
 
 
 @dataclasses.dataclass(eq=False)
-class _Route:
+class _Delivery:
+    """Brings a child's output from the pipe's thread to the event loop, in the order it came
+    (the outcome follows the same way, so the log is complete before the attempt returns)."""
+
     sink: LogSink
-    ended: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    loop: asyncio.AbstractEventLoop
+    is_open: bool = True
+
+    def deliver(self, text: str) -> None:
+        with suppress(RuntimeError):  # the loop closed: nobody is left to read the log
+            self.loop.call_soon_threadsafe(self._write, text)
+
+    def _write(self, text: str) -> None:
+        if self.is_open:
+            self.sink.write(text)
 
 
 class TaskProcessPool:
-    """The worker's process pool for sync tasks (use it from one event loop)."""
+    """The worker's child processes for sync tasks (use it from one event loop)."""
 
     def __init__(self, max_workers: int) -> None:
-        self._max_workers = max_workers
-        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self._queue: _LogQueue | None = None
-        self._drainer: threading.Thread | None = None
-        self._routes: dict[str, _Route] = {}
-        self._in_flight: set[concurrent.futures.Future[Outcome]] = set()
+        self._idle: list[_Child] = []
+        self._busy: set[_Child] = set()
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers, thread_name_prefix="weir-sync-task"
+        )
 
     async def run(self, call: SyncCall, sink: LogSink) -> Outcome:
-        """Run the call in a pool process, its output going to ``sink``."""
-        executor = self._started()
-        route = self._routes[call.key] = _Route(sink)
+        """Run the call in a child process, its output going to ``sink``. Cancelling the caller
+        kills the child (the task cannot be interrupted otherwise) and frees its slot."""
+        child = self._take_child()
+        self._busy.add(child)
+        delivery = _Delivery(sink, asyncio.get_running_loop())
+        outcome: Outcome | None = None
         try:
-            future = executor.submit(_run_in_child, call)
-            self._in_flight.add(future)
-            future.add_done_callback(self._in_flight.discard)
-            outcome = await asyncio.wrap_future(future)
-            await self._await_end(route, call)
-            return outcome
-        except BrokenProcessPool:
-            self._discard(executor)
-            return Outcome.failed(
-                "The process running this task died before it returned: it was killed (by the "
-                "out-of-memory killer?), crashed in native code or called os._exit(). The pool "
-                "is replaced; tasks that ran in it at the time fail the same way."
+            outcome = await delivery.loop.run_in_executor(
+                self._threads, child.serve, call, delivery.deliver
             )
         finally:
-            del self._routes[call.key]
+            delivery.is_open = False  # late output of a stopped attempt has nowhere to go
+            self._busy.discard(child)
+            if outcome is not None and child.is_usable:
+                self._idle.append(child)
+            else:
+                child.kill()
+        return outcome if outcome is not None else Outcome.failed(DIED)
+
+    def _take_child(self) -> _Child:
+        """An idle child still alive (one killed while idle is dropped), or a new one."""
+        while self._idle:
+            child = self._idle.pop()
+            if child.is_usable:
+                return child
+            child.kill()
+        return _Child()
 
     async def aclose(self) -> None:
-        """Stop the processes (killing those still running abandoned calls) and the drain thread."""
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            if self._in_flight:
-                _kill_workers(executor)
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
-        if self._drainer is not None and self._queue is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(self._drainer.join)
-            self._queue.close()
-            self._queue.join_thread()
-            self._drainer = self._queue = None
-
-    def _started(self) -> concurrent.futures.ProcessPoolExecutor:
-        context = multiprocessing.get_context("forkserver")
-        if self._queue is None:
-            self._queue = context.Queue()
-            self._drainer = threading.Thread(
-                target=self._drain,
-                args=(self._queue, asyncio.get_running_loop()),
-                name="weir-pool-logs",
-                daemon=True,
-            )
-            self._drainer.start()
-        if self._executor is None:
-            self._executor = concurrent.futures.ProcessPoolExecutor(
-                self._max_workers,
-                mp_context=context,
-                initializer=_init_child,
-                initargs=(self._queue,),
-            )
-        return self._executor
-
-    def _discard(self, executor: concurrent.futures.ProcessPoolExecutor) -> None:
-        if self._executor is executor:
-            self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def _drain(self, queue: _LogQueue, loop: asyncio.AbstractEventLoop) -> None:
-        """The drain thread: hand each item to the event loop until the ``None`` sentinel."""
-        while (item := queue.get()) is not None:
-            try:
-                loop.call_soon_threadsafe(self._dispatch, *item)
-            except RuntimeError:  # the loop is closed: nobody is left to read logs
-                return
-
-    def _dispatch(self, key: str, kind: str, text: str | None) -> None:
-        route = self._routes.get(key)
-        if route is None:  # the attempt was abandoned; its late output has nowhere to go
-            return
-        if kind == "end":
-            route.ended.set()
-        elif text:
-            route.sink.write(text)
-
-    async def _await_end(self, route: _Route, call: SyncCall) -> None:
-        try:
-            async with asyncio.timeout(END_MARKER_TIMEOUT):
-                await route.ended.wait()
-        except TimeoutError:
-            logger.warning(
-                "%s: the end of the task's output did not arrive within %g s; the log may miss "
-                "its last lines",
-                attempt_label(call.claim),
-                END_MARKER_TIMEOUT,
-            )
+        """Kill children still running abandoned calls, end the idle ones, stop the threads."""
+        for child in list(self._busy):
+            child.kill()
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(asyncio.to_thread(child.stop) for child in idle))
+        await asyncio.to_thread(self._threads.shutdown, wait=True)
 
 
-def _kill_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Kill the pool's processes: some still run calls nobody waits for any more. (Python 3.14
-    has ``ProcessPoolExecutor.kill_workers()``; this is the same thing, by hand.)"""
-    processes = dict(getattr(executor, "_processes", None) or {})
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes.values():
-        try:
-            if process.is_alive():
-                process.kill()
-        except (ValueError, ProcessLookupError):  # already gone
-            continue
+# --- In the child processes --------------------------------------------------------------------
 
-
-# --- In the pool's processes -------------------------------------------------------------------
-
-_child_queue: _LogQueue | None = None
 _child_caches: dict[Path, DagCache] = {}
 
 
-def _init_child(queue: _LogQueue) -> None:
-    global _child_queue
-    _child_queue = queue
+def _child_main(conn: Connection) -> None:
+    """Serve calls until the parent closes the pipe."""
+    os.setsid()  # lead a process group, so that killing the attempt kills what it started
     for signum in (signal.SIGINT, signal.SIGTERM):
         # A handler, not SIG_IGN: an ignored disposition would be inherited by the processes
         # the task starts, and a handler is reset on exec.
         signal.signal(signum, _ignore_signal)
     capture.install()
     logging.getLogger().setLevel(logging.INFO)
+    while True:
+        try:
+            call: SyncCall = conn.recv()
+        except (EOFError, OSError):
+            return
+        sink = _PipeSink(conn)
+        outcome = _run_call(call, sink)
+        try:
+            sink.finish(outcome)
+        except OSError:  # the parent is gone
+            return
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
     return None
 
 
-def _run_in_child(call: SyncCall) -> Outcome:
+def _run_call(call: SyncCall, sink: _PipeSink) -> Outcome:
     """Import the task and call it, with everything it prints and logs sent to the parent."""
-    assert _child_queue is not None, "the pool's initializer sets the queue"
-    sink = _QueueSink(call.key, _child_queue)
     capture.set_process_sink(sink)
     try:
         with capture.capture_into(sink):
@@ -221,35 +256,41 @@ def _run_in_child(call: SyncCall) -> Outcome:
             return invoke(task, call.claim)
     finally:
         capture.set_process_sink(None)
-        sink.close()
 
 
-class _QueueSink:
-    """Buffers a child's output by line and puts it on the queue (threads may write too)."""
+class _PipeSink:
+    """Buffers a child's output by line and sends it up the pipe (threads may write too); after
+    ``finish`` has sent the outcome, what a thread the task left behind writes is dropped."""
 
     FLUSH_CHARS = 8192
 
-    def __init__(self, key: str, queue: _LogQueue) -> None:
-        self._key = key
-        self._queue = queue
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
         self._lock = threading.Lock()
         self._buffer: list[str] = []
         self._size = 0
+        self._finished = False
 
     def write(self, text: str) -> None:
         with self._lock:
+            if self._finished:
+                return
             self._buffer.append(text)
             self._size += len(text)
             if "\n" in text or self._size >= self.FLUSH_CHARS:
                 self._flush()
 
-    def close(self) -> None:
+    def finish(self, outcome: Outcome) -> None:
         with self._lock:
             self._flush()
-            self._queue.put((self._key, "end", None))
+            self._finished = True
+            self._send(("result", outcome))
 
     def _flush(self) -> None:
         if self._buffer:
-            self._queue.put((self._key, "log", "".join(self._buffer)))
+            self._send(("log", "".join(self._buffer)))
             self._buffer.clear()
             self._size = 0
+
+    def _send(self, item: tuple[str, Any]) -> None:
+        self._conn.send(item)

@@ -9,16 +9,22 @@ A runner never raises for a failure of the task (or of finding it): it returns a
 with the traceback. Cancellation propagates: it is how the worker stops an attempt. An async task
 that blocks the event loop stalls every attempt on the worker, heartbeats included; blocking work
 belongs in a sync task.
+
+The task's ``timeout`` (``claim.timeout``, seconds from the start of the attempt, the DAG file's
+import included) is enforced here by cancelling the run: an async task is cancelled at its next
+``await``, a shell task's process group is terminated, and a sync task's pool process is killed
+and replaced. The attempt then fails with "timed out after N s" and is retried like any failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from weir.messages import ClaimAccepted, TaskKind
 from weir.task import Task
-from workers.capture import LogSink, capture_into
+from workers.capture import LogSink, capture_into, log_line
 from workers.dag_cache import DagCache
 from workers.invocation import invoke_in_loop
 from workers.outcome import Outcome
@@ -38,6 +44,18 @@ class Runner:
 
     async def run(self, claim: ClaimAccepted, log: LogSink) -> Outcome:
         """Run the attempt the claim describes; what it prints and logs goes to ``log``."""
+        if claim.timeout is None:
+            return await self._run(claim, log)
+        try:
+            async with asyncio.timeout(claim.timeout):
+                return await self._run(claim, log)
+        except TimeoutError:
+            # The runners turn the task's own TimeoutErrors into outcomes: this one is ours.
+            error = f"The attempt timed out after {claim.timeout:g} s (the task's timeout)."
+            log.write(log_line(logging.ERROR, f"{error} It was stopped."))
+            return Outcome.failed(error)
+
+    async def _run(self, claim: ClaimAccepted, log: LogSink) -> Outcome:
         try:
             with capture_into(log):  # what the DAG file prints when first imported
                 task = await self._load(claim)

@@ -55,7 +55,8 @@ def problem_response(
 async def _weir_error(_request: Request, error: Exception) -> JSONResponse:
     for error_type, status in _STATUS_BY_ERROR:
         if isinstance(error, error_type):
-            return problem_response(status, str(error))
+            fields = error.errors if isinstance(error, InvalidRequest) else None
+            return problem_response(status, str(error), errors=fields)
     return problem_response(400, str(error))
 
 

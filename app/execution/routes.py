@@ -81,7 +81,9 @@ async def finish(
     ti_id: int, body: FinishRequest, token: Token, service: Service, session: Session
 ) -> FinishAccepted:
     _authorise(service, token, ti_id, body.attempt)
-    state = await execution.finish_attempt(session, ti_id, body, service.clock.now())
+    state = await execution.finish_attempt(
+        session, ti_id, body, service.versions, service.clock.now()
+    )
     await wake_scheduler(session)
     return FinishAccepted(state=state)
 

@@ -146,7 +146,7 @@ async def append_log(session: AsyncSession, ti_id: int, body: LogAppend, now: da
 
 
 async def finish_attempt(
-    session: AsyncSession, ti_id: int, body: FinishRequest, now: datetime
+    session: AsyncSession, ti_id: int, body: FinishRequest, versions: VersionCache, now: datetime
 ) -> TaskState:
     ti = await load_task_instance(session, ti_id)
     if ti is None:
@@ -156,7 +156,7 @@ async def finish_attempt(
         if not await record_success(session, ti, body.attempt, body.result, now):
             outcome = None
     else:
-        outcome = await record_failure(session, ti, body.attempt, body.error, now)
+        outcome = await record_failure(session, ti, body.attempt, body.error, now, versions)
     if outcome is None:
         raise _stale(ti_id, body.attempt, "finish")
     if body.log:

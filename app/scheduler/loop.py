@@ -1,6 +1,6 @@
 """The scheduler: wait for a wake-up, run each step in its own short transaction, repeat at once
 while a step found work. No polling: the wait's timeout is the safety sweep period, shortened to
-the next due retry."""
+the next due retry or scheduled run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
 from app.execution.tokens import AttemptTokens
-from app.scheduler import progress, run_starts, sweeps
+from app.scheduler import due_runs, progress, run_starts, sweeps
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import Wakeup
 from weir.clock import Clock
@@ -46,10 +46,12 @@ class Scheduler:
         self._sweep_interval = sweep_interval
         self._last_sweep: datetime | None = None
         self._steps: list[tuple[str, Step]] = [
+            ("create_due_runs", lambda s, now: due_runs.create_due_runs(s, versions, now)),
             ("start_queued_runs", run_starts.start_queued_runs),
             ("advance_flagged_runs", self._advance),
             ("schedule_due_retries", self._retries),
             ("queue_scheduled", self._queue_scheduled),
+            ("fail_timed_out_runs", lambda s, now: sweeps.fail_timed_out_runs(s, versions, now)),
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -98,10 +100,10 @@ class Scheduler:
 
     async def _idle_timeout(self) -> float:
         async with self._database.sessions() as session:
-            due = await sweeps.next_retry_at(session)
+            due = [await sweeps.next_retry_at(session), await due_runs.next_due_at(session)]
         timeout = self._sweep_interval
-        if due is not None:
-            timeout = min(timeout, (due - self._clock.now()).total_seconds())
+        for moment in filter(None, due):
+            timeout = min(timeout, (moment - self._clock.now()).total_seconds())
         return max(timeout, 0.0)
 
     async def _advance(self, session: AsyncSession, now: datetime) -> int:

@@ -1,27 +1,39 @@
-"""Time-driven moves: retries whose backoff ended, hand-backs, and zombies whose lease lapsed.
+"""Time-driven moves: retries whose backoff ended, hand-backs, zombies whose lease lapsed, and
+runs past their DAG's ``dagrun_timeout``.
 
-The first two are woken by events too; the zombie sweep is the safety net of invariant 2.
+The first two are woken by events too; the zombie sweep is the safety net of invariant 2. Run
+timeouts are checked at every scheduler pass, so a late run fails within one sweep period (the
+scheduler's longest sleep) of its deadline.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections import defaultdict
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import TaskInstance
-from app.db.transitions import set_task_states
+from app.db.models import DagRun, TaskAttempt, TaskInstance
+from app.db.transitions import set_run_state, set_task_states
 from app.execution.tokens import AttemptTokens
 from app.scheduler.outcomes import record_failure
 from app.scheduler.queueing import queue_attempts
-from weir.states import TaskState
+from app.scheduler.versions import VersionCache
+from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 
-__all__ = ["fail_zombies", "next_retry_at", "queue_scheduled", "schedule_due_retries"]
+__all__ = [
+    "fail_timed_out_runs",
+    "fail_zombies",
+    "next_retry_at",
+    "queue_scheduled",
+    "schedule_due_retries",
+]
 
 log = logging.getLogger(__name__)
 BATCH = 500
+_UNFINISHED = [state for state in TaskState if state not in TERMINAL_TASK_STATES]
 
 
 async def schedule_due_retries(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
@@ -68,13 +80,14 @@ async def fail_zombies(session: AsyncSession, now: datetime) -> int:
         .with_for_update(skip_locked=True)
     )
     zombies = list((await session.scalars(statement)).all())
+    versions = VersionCache()  # zombies are rare: a cache for this sweep's batch is enough
     for ti in zombies:
         log.warning(
             "zombie: lease lapsed dag_id=%s run_id=%s task_id=%s attempt=%s worker=%s",
             ti.dag_id, ti.run_id, ti.task_id, ti.attempt, ti.worker,
         )  # fmt: skip
         error = f"The attempt's lease lapsed at {ti.lease_expires_at}: worker {ti.worker} is gone."
-        await record_failure(session, ti, ti.attempt, error, now)
+        await record_failure(session, ti, ti.attempt, error, now, versions)
     return len(zombies)
 
 
@@ -84,3 +97,80 @@ async def next_retry_at(session: AsyncSession) -> datetime | None:
         TaskInstance.state == TaskState.UP_FOR_RETRY
     )
     return (await session.execute(statement)).scalar()
+
+
+async def fail_timed_out_runs(session: AsyncSession, versions: VersionCache, now: datetime) -> int:
+    """Fail running runs older than their DAG's ``dagrun_timeout``, with every unfinished task.
+
+    Running attempts are failed too: their workers' next heartbeat is refused (409) and they stop.
+    """
+    statement = select(
+        DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.version_id, DagRun.start_date
+    ).where(DagRun.state == DagRunState.RUNNING, DagRun.start_date.is_not(None))
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return 0
+    structures = await versions.get_many(session, {row.version_id for row in rows})
+    failed = 0
+    for row in rows:
+        timeout = structures[row.version_id].options.get("dagrun_timeout")
+        if timeout and row.start_date + timedelta(seconds=timeout) <= now:
+            error = f"The DAG run timed out: it ran longer than its dagrun_timeout ({timeout:g} s)."
+            if await _fail_run(session, row.id, error, now):
+                log.warning("dag_id=%s run_id=%s failed: %s", row.dag_id, row.run_id, error)
+                failed += 1
+    return failed
+
+
+async def _fail_run(session: AsyncSession, dag_run_id: int, error: str, now: datetime) -> bool:
+    """Fail one late run, or nothing if another transaction holds one of its rows.
+
+    Locks are taken in the execution API's order (task instances, then the run) and never waited
+    for (``SKIP LOCKED``): a run with a task being reported or scheduled right now stays running
+    and is failed at the next pass, so this sweep can take part in no deadlock."""
+    unfinished = TaskInstance.dag_run_id == dag_run_id, TaskInstance.state.in_(_UNFINISHED)
+    total = await session.scalar(select(func.count()).select_from(TaskInstance).where(*unfinished))
+    locked = (
+        await session.execute(
+            select(TaskInstance.id, TaskInstance.state, TaskInstance.attempt)
+            .where(*unfinished)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if len(locked) != total or not await _lock_run(session, dag_run_id):
+        return False
+    rows = [(row.id, TaskState(row.state), row.attempt) for row in locked]
+    await _fail_task_instances(session, rows, error, now)
+    return await set_run_state(
+        session, dag_run_id, expected=DagRunState.RUNNING, target=DagRunState.FAILED, end_date=now
+    )
+
+
+async def _lock_run(session: AsyncSession, dag_run_id: int) -> bool:
+    statement = (
+        select(DagRun.id)
+        .where(DagRun.id == dag_run_id, DagRun.state == DagRunState.RUNNING)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def _fail_task_instances(
+    session: AsyncSession, rows: list[tuple[int, TaskState, int]], error: str, now: datetime
+) -> None:
+    """Compare-and-set each unfinished task instance to ``failed``; close running attempts."""
+    by_state: dict[TaskState, list[int]] = defaultdict(list)
+    for ti_id, state, _ in rows:
+        by_state[state].append(ti_id)
+    for state, ids in by_state.items():
+        await set_task_states(
+            session, ids, expected=state, target=TaskState.FAILED, end_date=now,
+            lease_expires_at=None, next_retry_at=None,
+        )  # fmt: skip
+    for ti_id, state, attempt in rows:
+        if state is TaskState.RUNNING:
+            await session.execute(
+                update(TaskAttempt)
+                .where(TaskAttempt.task_instance_id == ti_id, TaskAttempt.attempt == attempt)
+                .values(state=TaskState.FAILED, end_date=now, error=error)
+            )

@@ -67,6 +67,11 @@ def pipeline():
         return {"count": len(rows), "run": get_current_context().run_id == "run-1"}
 
     @task
+    async def snooze() -> None:
+        print("snoozing")
+        await asyncio.sleep(30)
+
+    @task
     async def explode_async() -> None:
         raise RuntimeError("async failure")
 
@@ -98,6 +103,7 @@ def pipeline():
     not_json()
     crash()
     stall()
+    snooze()
     explode_async()
     not_json_async()
     fail()
@@ -401,3 +407,35 @@ async def test_a_changed_dag_file_runs_as_it_is_on_disk_with_a_warning(
     assert outcome.state == "success"
     assert log == "new 1\n"
     assert "differs from the version the service parsed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("task_id", "kind"),
+    [("stall", TaskKind.PYTHON), ("snooze", TaskKind.PYTHON), ("sleepy", TaskKind.SHELL)],
+)
+async def test_a_task_past_its_timeout_is_stopped_and_fails(
+    runner: Runner, dags_folder: Path, task_id: str, kind: TaskKind
+) -> None:
+    claim = claim_for(dags_folder, "pipeline.py", task_id, kind=kind)
+    claim = claim.model_copy(update={"timeout": 0.5})
+
+    async with asyncio.timeout(10):  # far less than the task's 30 s
+        outcome, log = await run(runner, claim)
+
+    assert outcome == Outcome.failed("The attempt timed out after 0.5 s (the task's timeout).")
+    assert "timed out after 0.5 s (the task's timeout). It was stopped." in log
+
+
+async def test_sync_tasks_stopped_at_their_timeout_free_their_slots(
+    runner: Runner, dags_folder: Path
+) -> None:
+    stalls = [
+        claim_for(dags_folder, "pipeline.py", "stall").model_copy(update={"timeout": 0.5})
+        for _ in range(2)  # as many as the runner's concurrency
+    ]
+    async with asyncio.timeout(10):
+        stopped = await asyncio.gather(*(run(runner, claim) for claim in stalls))
+        outcome, _ = await run(runner, claim_for(dags_folder, "pipeline.py", "extract"))
+
+    assert all(outcome.state == "failed" for outcome, _ in stopped)
+    assert outcome == Outcome("success", result=[1, 2, 3])

@@ -17,6 +17,7 @@ from app.db.models import DagRun
 from app.scheduler.dag_runs import RunRequest, create_run
 from app.scheduler.wakeup import wake_scheduler
 from weir.errors import NotFound
+from weir.params import check_conf
 from weir.states import DagRunState
 
 __all__ = ["DagRunCreate", "DagRunPublic", "DagRunsPublic", "get_run", "router"]
@@ -40,6 +41,8 @@ class DagRunPublic(BaseModel):
     state: DagRunState
     run_type: str
     logical_date: datetime
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
     conf: dict[str, Any]
     created_at: datetime
     start_date: datetime | None
@@ -72,7 +75,14 @@ async def trigger_run(
     _token: Operator,
     idempotency_key: Annotated[str | None, Header(max_length=250)] = None,
 ) -> DagRunPublic:
-    """Start a run now; the same ``Idempotency-Key`` returns the same run (200), not a new one."""
+    """Start a run now; the same ``Idempotency-Key`` returns the same run (200), not a new one.
+
+    A ``conf`` that does not fit the DAG's params is refused (422, each field named) before
+    anything is written.
+    """
+    dag = await get_dag(session, dag_id)
+    structure = await service.versions.get(session, dag.version_id)
+    check_conf(structure.options.get("params") or {}, body.conf)
     if body.logical_date is not None and body.logical_date.tzinfo is None:
         body = body.model_copy(update={"logical_date": body.logical_date.astimezone()})
     request = RunRequest(
