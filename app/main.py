@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.problems import install_problem_handlers
-from app.api.v1 import dags, health, pools, runs, tasks
+from app.api.v1 import backfills, dags, health, pools, runs, tasks
 from app.auth import Role, ensure_token
 from app.dashboard import routes as dashboard
 from app.db.engine import Database
@@ -80,6 +80,7 @@ def create_app(
     for router in (dags.router, runs.router, tasks.router, health.router, execution.router):
         app.include_router(router)
     app.include_router(pools.router)
+    app.include_router(backfills.router)
     app.include_router(dashboard.router)
     dashboard.mount_static(app)
     return app

@@ -1,6 +1,7 @@
 """The service's background loops, supervised together: scheduler, outbox relay, DAG processor,
-retention job and (on PostgreSQL) the wake-up listener. They run in one TaskGroup: if one crashes,
-the group ends and the process exits non-zero rather than living on half alive."""
+retention job, failure notifier (when configured) and (on PostgreSQL) the wake-up listener. They
+run in one TaskGroup: if one crashes, the group ends and the process exits non-zero rather than
+living on half alive."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.dag_processor.supervisor import DagProcessor
+from app.notifications import FailureNotifier
 from app.relay import OutboxRelay
 from app.retention import RetentionJob
 from app.scheduler.loop import Scheduler
@@ -27,6 +29,9 @@ class ServiceLoops:
 
     def __init__(self, state: ServiceState, broker: Broker) -> None:
         settings = state.settings
+        self.notifier = (
+            FailureNotifier(settings, state.database) if settings.notify_url is not None else None
+        )
         self.scheduler = Scheduler(
             state.database,
             state.tokens,
@@ -35,6 +40,7 @@ class ServiceLoops:
             outbox_ready=state.outbox_ready,
             versions=state.versions,
             sweep_interval=settings.sweep_interval,
+            on_failed_runs=self.notifier.notify if self.notifier is not None else None,
         )
         self.relay = OutboxRelay(
             state.database, broker, state.outbox_ready, sweep_interval=settings.sweep_interval
@@ -56,6 +62,8 @@ class ServiceLoops:
             group.create_task(self.relay.run(stop), name="outbox-relay")
             group.create_task(self.dag_processor.run(stop), name="dag-processor")
             group.create_task(self.retention.run(stop), name="retention")
+            if self.notifier is not None:
+                group.create_task(self.notifier.run(stop), name="failure-notifier")
             if self._state.database.is_postgres:
                 group.create_task(
                     listen_for_wakeups(

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from weir.config import Settings
 from weir.errors import ConfigError, WeirError
-from weir.remote import dags_app, runs_app
+from weir.remote import backfill, dags_app, runs_app
 from weir.runtime import QuietServer, configure_logging, stop_on_signals
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ cli.add_typer(db_app, name="db")
 cli.add_typer(dags_app, name="dags")
 cli.add_typer(runs_app, name="runs")
 cli.add_typer(tokens_app, name="tokens")
+cli.command()(backfill)
 
 Host = Annotated[str | None, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int | None, typer.Option(help="Port to listen on.")]

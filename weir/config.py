@@ -86,6 +86,18 @@ class Settings(BaseSettings):
         default=False, description="Include each attempt's log text in the export."
     )
 
+    # Failure notifier (see docs/scheduling/callbacks.md).
+    notify_url: str | None = Field(
+        default=None, description="POST a JSON summary of every failed run to this URL."
+    )
+    notify_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the body: header X-Weir-Signature: sha256=<HMAC-SHA256 hex>.",
+    )
+    notify_give_up_after: float = Field(
+        default=600.0, gt=0, description="Seconds of retries (exponential backoff) per run."
+    )
+
     # Worker.
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     worker_concurrency: int = Field(default=8, ge=1)

@@ -25,6 +25,8 @@ class RunContext:
     conf: dict[str, Any]
     params: dict[str, Any]
     map_index: int = -1
+    error: str | None = None
+    """In an ``on_failure`` or ``on_retry`` callback: the failed attempt's traceback text."""
 
 
 current_context: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(

@@ -102,8 +102,10 @@ class LogAppend(_Wire):
 
 
 class FinishRequest(_Wire):
+    """How an attempt ended; ``reschedule`` is a sensor's "not yet" (the service pokes again)."""
+
     attempt: int = Field(ge=1)
-    state: Literal["success", "failed"]
+    state: Literal["success", "failed", "reschedule"]
     result: Any = None
     error: str | None = Field(default=None, description="The traceback when state is failed.")
     log: str | None = Field(
@@ -119,3 +121,23 @@ class ReleaseRequest(_Wire):
     """A worker shutting down hands back an attempt it claimed but never started."""
 
     attempt: int = Field(ge=1)
+
+
+class DagCallbackMessage(_Wire):
+    """A DAG's ``on_success``/``on_failure`` to run (``workers.callbacks``): written to the outbox
+    in the transaction that ends the run, so it is delivered at least once. It carries the whole
+    run context, because no attempt (and so no execution-API token) stands behind it."""
+
+    v: Literal[1] = MESSAGE_VERSION
+    kind: Literal["dag_callback"] = "dag_callback"
+    callback: Literal["on_success", "on_failure"]
+    dag_id: str
+    run_id: str
+    fileloc: str
+    file_hash: str
+    logical_date: datetime
+    data_interval_start: datetime | None
+    data_interval_end: datetime | None
+    conf: dict[str, Any]
+    params: dict[str, Any]
+    error: str | None = Field(default=None, description="For on_failure: the failed tasks.")

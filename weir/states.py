@@ -36,6 +36,7 @@ class TaskState(StrEnum):
     SUCCESS = "success"
     FAILED = "failed"
     UP_FOR_RETRY = "up_for_retry"
+    UP_FOR_RESCHEDULE = "up_for_reschedule"
     SKIPPED = "skipped"
     UPSTREAM_FAILED = "upstream_failed"
 
@@ -49,10 +50,15 @@ TASK_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     # A worker claims it (-> running); a user may mark or clear it.
     T.QUEUED: frozenset({T.RUNNING, T.NONE, T.SUCCESS, T.FAILED}),
     # The worker reports, the lease lapses (zombie), or the worker hands back an unstarted claim
-    # (-> scheduled, same attempt, queued again through the outbox).
-    T.RUNNING: frozenset({T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.SCHEDULED, T.NONE}),
+    # (-> scheduled, same attempt, queued again through the outbox). A sensor's poke that is not
+    # done yet -> up_for_reschedule; a sensor past its timeout with soft_fail -> skipped.
+    T.RUNNING: frozenset(
+        {T.SUCCESS, T.FAILED, T.UP_FOR_RETRY, T.UP_FOR_RESCHEDULE, T.SKIPPED, T.SCHEDULED, T.NONE}
+    ),
     # After the backoff the next attempt is scheduled; a user may clear or mark it.
     T.UP_FOR_RETRY: frozenset({T.SCHEDULED, T.NONE, T.SUCCESS, T.FAILED}),
+    # At the next poke time the sensor's next attempt is scheduled; a user may clear or mark it.
+    T.UP_FOR_RESCHEDULE: frozenset({T.SCHEDULED, T.NONE, T.SUCCESS, T.FAILED}),
     # Terminal states leave only by a user's clear or mark.
     T.SUCCESS: frozenset({T.NONE, T.FAILED}),
     T.FAILED: frozenset({T.NONE, T.SUCCESS}),

@@ -1,6 +1,12 @@
 """``@task``: turn a function into a task factory. Calling it inside a ``@dag`` body adds a task to
 that DAG and returns an ``XComArg``, a promise of the task's return value that downstream tasks
 take as arguments and that ``>>`` wires explicitly.
+
+``extract.partial(y=1).expand(x=upstream())`` adds a *mapped* task instead: one task instance per
+element of ``upstream()``'s return value (or of a literal list), created by the scheduler once the
+list is known (``app/scheduler/mapping.py``). The worker receives the element under the reserved
+input key ``MAP_ELEMENT_INPUT``, and ``Task.resolve_arguments`` puts it in place of the argument.
+The mapping API itself lives in ``weir/mapping.py``.
 """
 
 from __future__ import annotations
@@ -8,13 +14,20 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Iterable
-from typing import Any, Unpack, overload
+from typing import TYPE_CHECKING, Any, Unpack, overload
 
 from weir.errors import DagDefinitionError
 from weir.messages import TaskKind
 from weir.task_options import TaskArguments, TaskOptions
 
-__all__ = ["Task", "TaskFunction", "XComArg", "task"]
+if TYPE_CHECKING:
+    from weir.mapping import MappedArgument, PartialTask
+
+__all__ = ["MAP_ELEMENT_INPUT", "Task", "TaskFunction", "XComArg", "add_task", "task"]
+
+# The claim input that carries a mapped instance's element; ':' is never part of a task id, so it
+# cannot collide with an upstream task's result.
+MAP_ELEMENT_INPUT = "weir:map_element"
 
 
 @dataclasses.dataclass(eq=False)
@@ -29,6 +42,7 @@ class Task:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     upstream_ids: set[str] = dataclasses.field(default_factory=set)
+    mapped: MappedArgument | None = None
 
     @property
     def is_async(self) -> bool:
@@ -47,12 +61,17 @@ class Task:
             "inputs": sorted(self.input_ids()),
             **self.options.to_dict(),
             "doc": inspect.getdoc(self.function),
+            # Only mapped tasks carry the key, so that unmapped DAGs keep their serialized form.
+            **({"mapped": self.mapped.to_dict()} if self.mapped is not None else {}),
         }
 
     def resolve_arguments(self, inputs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """The call arguments with each ``XComArg`` replaced by its task's return value."""
+        """The call arguments with each ``XComArg`` replaced by its task's return value, and for a
+        mapped instance its element in place of the expanded argument."""
         args = tuple(_substitute(a, inputs) for a in self.args)
         kwargs = {k: _substitute(v, inputs) for k, v in self.kwargs.items()}
+        if self.mapped is not None:
+            kwargs[self.mapped.arg] = inputs.get(MAP_ELEMENT_INPUT)
         return args, kwargs
 
 
@@ -144,35 +163,57 @@ class TaskFunction:
         return TaskFunction(self.function, self.kind, self.options.replace(**changes))
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
-        from weir.dag import current_dag
+        return add_task(self, args, kwargs, None)
 
-        dag = current_dag()
-        if dag is None:
-            raise DagDefinitionError(
-                f"Task function {self.function.__name__!r} was called outside a DAG: call it "
-                "inside the body of a function decorated with @dag."
-            )
-        task_id = dag.claim_task_id(self.options.task_id, self.function.__name__)
-        created = Task(
-            task_id=task_id,
-            dag=dag,
-            function=self.function,
-            kind=self.kind,
-            options=self.options,
-            args=args,
-            kwargs=kwargs,
+    def partial(self, **kwargs: Any) -> PartialTask:
+        """Fix the arguments every mapped instance shares; ``.expand`` then names the mapped one."""
+        from weir.mapping import PartialTask
+
+        return PartialTask(self, kwargs)
+
+    def expand(self, **mapped: Any) -> XComArg:
+        """Add a mapped task: one instance per element of the list given as the one keyword."""
+        return self.partial().expand(**mapped)
+
+
+def add_task(
+    function: TaskFunction,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    mapped: MappedArgument | None,
+) -> XComArg:
+    """Add a task to the DAG being defined, wired to the tasks whose results it takes."""
+    from weir.dag import current_dag
+
+    dag = current_dag()
+    if dag is None:
+        raise DagDefinitionError(
+            f"Task function {function.function.__name__!r} was called outside a DAG: call it "
+            "inside the body of a function decorated with @dag."
         )
-        for ref in _find_refs((args, kwargs)):
-            _link(ref, XComArg(created))
-        dag.add_task(created)
-        return XComArg(created)
+    task_id = dag.claim_task_id(function.options.task_id, function.function.__name__)
+    created = Task(
+        task_id=task_id,
+        dag=dag,
+        function=function.function,
+        kind=function.kind,
+        options=function.options,
+        args=args,
+        kwargs=kwargs,
+        mapped=mapped,
+    )
+    sources = [mapped.source] if mapped is not None and mapped.source is not None else []
+    for ref in _find_refs((args, kwargs)) + sources:
+        _link(ref, XComArg(created))
+    dag.add_task(created)
+    return XComArg(created)
 
 
 Decorated = Callable[[Callable[..., Any]], TaskFunction]
 
 
 class _TaskDecorator:
-    """``@task``, ``@task(...)``, ``@task.shell`` and ``@task.branch``."""
+    """``@task``, ``@task(...)``, ``@task.shell``, ``@task.branch`` and ``@task.sensor``."""
 
     @overload
     def __call__(self, function: Callable[..., Any], /) -> TaskFunction: ...
@@ -210,6 +251,21 @@ class _TaskDecorator:
         """A task that returns the id (or list of ids) of the downstream task(s) to follow; its
         other direct downstream tasks are skipped."""
         return _decorate(function, TaskKind.PYTHON, {**options, "branch": True})
+
+    @overload
+    def sensor(self, function: Callable[..., Any], /) -> TaskFunction: ...
+
+    @overload
+    def sensor(self, function: None = None, /, **options: Unpack[TaskArguments]) -> Decorated: ...
+
+    def sensor(
+        self, function: Callable[..., Any] | None = None, /, **options: Unpack[TaskArguments]
+    ) -> TaskFunction | Decorated:
+        """A task that waits for a condition without holding a worker slot: the worker calls it
+        every ``poke_interval`` seconds until it returns something truthy (its return value, or a
+        ``PokeReturnValue``'s ``xcom_value``), and frees the slot in between. Past ``timeout``
+        seconds from the first poke it fails, or is skipped with ``soft_fail``."""
+        return _decorate(function, TaskKind.PYTHON, {**options, "sensor": True})
 
 
 def _decorate(

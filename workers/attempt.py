@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from weir.broker import Delivery
 from weir.messages import ClaimAccepted, ClaimRequest, FinishRequest, ReleaseRequest, TaskMessage
+from workers.callbacks import run_task_callback
 from workers.capture import log_line
 from workers.client import AttemptRefused, ExecutionClient
 from workers.heartbeat import Lease
@@ -67,7 +68,7 @@ class AttemptHandler:
                 return
             outcome, log_tail = await self._run(message, claim)
             if outcome is not None:
-                await self._report(message, outcome, log_tail)
+                await self._report(message, claim, outcome, log_tail)
         except Exception:
             logger.exception("Unexpected error handling a message from queue %s", delivery.queue)
 
@@ -140,7 +141,9 @@ class AttemptHandler:
             beating.cancel()
             await asyncio.wait([beating])
 
-    async def _report(self, message: TaskMessage, outcome: Outcome, log: str | None) -> None:
+    async def _report(
+        self, message: TaskMessage, claim: ClaimAccepted, outcome: Outcome, log: str | None
+    ) -> None:
         label = attempt_label(message)
         body = FinishRequest(
             attempt=message.attempt,
@@ -163,6 +166,7 @@ class AttemptHandler:
             )
         else:
             logger.info("%s: %s (task instance now %s)", label, outcome.state, accepted.state)
+            await run_task_callback(self._runner.load_task, claim, accepted.state, outcome.error)
 
     async def _release(self, message: TaskMessage) -> None:
         label = attempt_label(message)
@@ -195,6 +199,8 @@ def _describe(outcome: Outcome) -> str:
     if outcome.state == "success":
         returned = _result_repr.repr(outcome.result)
         return log_line(logging.INFO, f"Task succeeded; returned {returned}")
+    if outcome.state == "reschedule":
+        return log_line(logging.INFO, "Sensor not done yet; its slot is free until the next poke")
     return log_line(logging.ERROR, f"Task failed:\n{(outcome.error or '').rstrip()}")
 
 

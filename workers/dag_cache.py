@@ -56,26 +56,31 @@ class DagCache:
     def load_task(self, claim: ClaimAccepted) -> Task:
         """The task the claim names, from the DAG file on disk. Runs the file's top-level code the
         first time this version is seen, so call it off the event loop."""
-        path = self._locate(claim.fileloc)
+        dags = self.load_dags(claim.fileloc, claim.file_hash, attempt_label(claim))
+        return _find_task(dags, claim)
+
+    def load_dags(self, fileloc: str, file_hash: str, label: str) -> dict[str, Dag]:
+        """The DAGs of a file by id (as ``load_task``; ``label`` names who asks in warnings)."""
+        path = self._locate(fileloc)
         try:
             source = path.read_bytes()
         except FileNotFoundError:
             raise TaskNotFound(
-                f"DAG file {claim.fileloc} is not in this worker's DAGs folder ({self._folder}). "
+                f"DAG file {fileloc} is not in this worker's DAGs folder ({self._folder}). "
                 "Workers import DAG files from their own folder: deploy the same files to the "
                 "service and to every worker (WEIR_DAGS_FOLDER)."
             ) from None
         digest = hashlib.sha256(source).hexdigest()
-        if digest != claim.file_hash:
+        if digest != file_hash:
             logger.warning(
                 "%s: %s on this worker (sha256 %s) differs from the version the service parsed "
                 "(%s); running the file on disk",
-                attempt_label(claim),
-                claim.fileloc,
+                label,
+                fileloc,
                 digest[:12],
-                claim.file_hash[:12],
+                file_hash[:12],
             )
-        return _find_task(self._dags_of(path, digest, source), claim)
+        return self._dags_of(path, digest, source)
 
     def _locate(self, fileloc: str) -> Path:
         path = (self._folder / fileloc).resolve()

@@ -41,7 +41,7 @@ def invoke(task: Task, claim: ClaimAccepted) -> Outcome:
             result = task.function(*args, **kwargs)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt from a task are failures too
         return _failure(exc)
-    return Outcome.success(result)
+    return _ended(task, result)
 
 
 async def invoke_in_loop(task: Task, claim: ClaimAccepted) -> Outcome:
@@ -62,7 +62,12 @@ async def invoke_in_loop(task: Task, claim: ClaimAccepted) -> Outcome:
         return _failure(exc)
     except BaseException as exc:
         return _failure(exc)
-    return Outcome.success(result)
+    return _ended(task, result)
+
+
+def _ended(task: Task, result: Any) -> Outcome:
+    """A sensor's return value says whether it is done; any other task's is its result."""
+    return Outcome.of_poke(result) if task.options.sensor else Outcome.success(result)
 
 
 def _failure(exc: BaseException) -> Outcome:

@@ -19,6 +19,7 @@ from weir.config import Settings
 from workers.attempt import AttemptHandler
 from workers.client import ExecutionClient
 from workers.consumer import Consumer
+from workers.dag_callbacks import DagCallbackHandler
 from workers.identity import worker_name
 from workers.runners import Runner
 
@@ -44,8 +45,9 @@ class Worker:
         client = self._client or ExecutionClient(settings.api_url)
         runner = Runner(settings.dags_folder, settings.worker_concurrency)
         handler = AttemptHandler(client=client, runner=runner, worker=self.name, stop=stop)
+        router = DagCallbackHandler(runner.load_dags, handler.handle, stop)
         consumer = Consumer(
-            self._broker, settings.worker_queues, settings.worker_concurrency, handler.handle
+            self._broker, settings.worker_queues, settings.worker_concurrency, router.handle
         )
         logger.info(
             "Worker %s serving queues %s with %d slot(s); DAGs from %s; execution API at %s",

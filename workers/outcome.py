@@ -2,6 +2,8 @@
 
 A runner never raises for a failure of the task itself: it returns ``Outcome.failed`` with the
 traceback text, so that every kind of task (process pool, event loop, subprocess) ends the same way.
+A sensor's poke that is not done yet ends in ``Outcome.reschedule()``: the service decides when it
+pokes again, or that it timed out.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import json
 import traceback
 from typing import Any, Literal
 
+from weir.sensors import read_poke
+
 __all__ = ["Outcome"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Outcome:
-    state: Literal["success", "failed"]
+    state: Literal["success", "failed", "reschedule"]
     result: Any = None
     error: str | None = None
 
@@ -34,6 +38,17 @@ class Outcome:
                 "or None, or write larger data elsewhere and return its location."
             )
         return cls("success", result=result)
+
+    @classmethod
+    def reschedule(cls) -> Outcome:
+        """A sensor's "not yet": the worker frees its slot and the service pokes again later."""
+        return cls("reschedule")
+
+    @classmethod
+    def of_poke(cls, returned: Any) -> Outcome:
+        """How a sensor's poke ended, from what it returned (see ``weir.sensors``)."""
+        is_done, value = read_poke(returned)
+        return cls.success(value) if is_done else cls.reschedule()
 
     @classmethod
     def failed(cls, error: str) -> Outcome:

@@ -22,6 +22,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from weir.dag import Dag
 from weir.messages import ClaimAccepted, TaskKind
 from weir.task import Task
 from workers.capture import LogSink, capture_into, log_line
@@ -72,6 +73,14 @@ class Runner:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+    async def load_task(self, claim: ClaimAccepted) -> Task:
+        """The claimed task from the cached import (``workers.callbacks`` needs its options)."""
+        return await self._load(claim)
+
+    async def load_dags(self, fileloc: str, file_hash: str, label: str) -> dict[str, Dag]:
+        """A file's DAGs from the same cache (for DAG callbacks), imported off the event loop."""
+        return await asyncio.to_thread(self._dags.load_dags, fileloc, file_hash, label)
 
     async def _load(self, claim: ClaimAccepted) -> Task:
         # A DAG file's top-level code may be slow: keep it off the event loop.

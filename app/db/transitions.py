@@ -16,7 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import DagRun, TaskInstance
 from weir.states import DagRunState, TaskState, check_transition
 
-__all__ = ["flag_runs_for_scheduling", "set_run_state", "set_task_state", "set_task_states"]
+__all__ = [
+    "FINISHED_RUNS",
+    "flag_runs_for_scheduling",
+    "set_run_state",
+    "set_task_state",
+    "set_task_states",
+]
+
+FINISHED_RUNS = "weir_finished_runs"
+"""``session.info`` key: ``{run id: state}`` of the runs this session ended, for what follows a
+run's end (DAG callbacks in the same transaction, the failure notifier after the commit)."""
 
 
 async def set_task_state(
@@ -88,7 +98,10 @@ async def set_run_state(
         .returning(DagRun.id)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(statement)).first() is not None
+    changed = (await session.execute(statement)).first() is not None
+    if changed and target in (DagRunState.SUCCESS, DagRunState.FAILED):
+        session.info.setdefault(FINISHED_RUNS, {})[dag_run_id] = target
+    return changed
 
 
 async def flag_runs_for_scheduling(session: AsyncSession, dag_run_ids: Sequence[int]) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service, Session
 from app.api.problems import PROBLEM_RESPONSES
 from app.execution import service as execution
+from app.scheduler.outcomes import load_task_instance, record_reschedule
 from app.scheduler.wakeup import wake_scheduler
+from app.state import ServiceState
+from weir.errors import Conflict
 from weir.messages import (
     ClaimAccepted,
     ClaimRequest,
@@ -20,6 +25,7 @@ from weir.messages import (
     LogAppend,
     ReleaseRequest,
 )
+from weir.states import TaskState
 
 __all__ = ["router"]
 
@@ -81,11 +87,34 @@ async def finish(
     ti_id: int, body: FinishRequest, token: Token, service: Service, session: Session
 ) -> FinishAccepted:
     _authorise(service, token, ti_id, body.attempt)
-    state = await execution.finish_attempt(
-        session, ti_id, body, service.versions, service.clock.now()
-    )
+    now = service.clock.now()
+    if body.state == "reschedule":
+        state = await _reschedule(session, ti_id, body, service, now)
+    else:
+        state = await execution.finish_attempt(session, ti_id, body, service.versions, now)
     await wake_scheduler(session)
     return FinishAccepted(state=state)
+
+
+async def _reschedule(
+    session: AsyncSession, ti_id: int, body: FinishRequest, service: ServiceState, now: datetime
+) -> TaskState:
+    """A sensor's "not yet": its log tail first (the log is written while the attempt is still
+    running), then ``record_reschedule``; 409 when the attempt is no longer current."""
+    if body.log:
+        await execution.append_log(
+            session, ti_id, LogAppend(attempt=body.attempt, data=body.log), now
+        )
+    ti = await load_task_instance(session, ti_id)
+    state = None
+    if ti is not None:
+        state = await record_reschedule(session, ti, body.attempt, now, service.versions)
+    if state is None:
+        raise Conflict(
+            f"Attempt {body.attempt} of task instance {ti_id} cannot be rescheduled: it is not "
+            "the current attempt in the running state."
+        )
+    return state
 
 
 @router.post("/task-instances/{ti_id}/release", status_code=204, operation_id="execution-release")

@@ -7,14 +7,16 @@ Each function is one business operation in the caller's transaction; each is fen
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import AttemptLog, DagRun, TaskAttempt, TaskInstance, XCom
+from app.db.models import AttemptLog, DagRun, TaskAttempt, TaskInstance
 from app.db.transitions import set_task_state
+from app.scheduler.mapping import load_results, map_element
 from app.scheduler.outcomes import load_task_instance, record_failure, record_success
-from app.scheduler.versions import VersionCache
+from app.scheduler.versions import DagStructure, TaskSpec, VersionCache
 from weir.errors import Conflict
 from weir.messages import (
     ClaimAccepted,
@@ -26,6 +28,7 @@ from weir.messages import (
 )
 from weir.params import merge_params
 from weir.states import TaskState
+from weir.task import MAP_ELEMENT_INPUT
 
 __all__ = ["append_log", "claim_attempt", "finish_attempt", "release_attempt", "renew_lease"]
 
@@ -74,14 +77,7 @@ async def claim_attempt(
     run = await session.get_one(DagRun, ti.dag_run_id)
     structure = await versions.get(session, run.version_id)
     spec = structure.tasks[ti.task_id]
-    inputs = {}
-    if spec.inputs:
-        rows = await session.execute(
-            select(XCom.task_id, XCom.value).where(
-                XCom.dag_run_id == run.id, XCom.task_id.in_(spec.inputs)
-            )
-        )
-        inputs = {row.task_id: row.value for row in rows}
+    inputs = await _load_inputs(session, run.id, structure, spec, ti.map_index)
     return ClaimAccepted(
         task_instance_id=ti_id,
         attempt=body.attempt,
@@ -102,6 +98,18 @@ async def claim_attempt(
         heartbeat_interval=heartbeat_interval,
         lease_seconds=lease_seconds,
     )
+
+
+async def _load_inputs(
+    session: AsyncSession, dag_run_id: int, structure: DagStructure, spec: TaskSpec, map_index: int
+) -> dict[str, Any]:
+    """The upstream results the task takes (a mapped upstream's as a list by map index), and for
+    a mapped instance its element under ``MAP_ELEMENT_INPUT``."""
+    inputs = await load_results(session, dag_run_id, spec.inputs, structure) if spec.inputs else {}
+    if spec.mapped is not None and map_index >= 0:
+        element = await map_element(session, dag_run_id, structure, spec.mapped, map_index)
+        inputs[MAP_ELEMENT_INPUT] = element
+    return inputs
 
 
 def _is_own_claim(ti: TaskInstance, body: ClaimRequest) -> bool:

@@ -31,6 +31,7 @@ class RunRequest:
     # ``weir.schedule.manual_interval``).
     data_interval_start: datetime | None = None
     data_interval_end: datetime | None = None
+    backfill_id: int | None = None  # the backfill that made the run, whose budget it counts in
 
 
 async def create_run(
@@ -60,6 +61,7 @@ async def create_run(
         data_interval_start=request.data_interval_start or logical_date,
         data_interval_end=request.data_interval_end or logical_date,
         conf=request.conf or {},
+        backfill_id=request.backfill_id,
         idempotency_key=request.idempotency_key,
         created_at=now,
         needs_scheduling=True,

@@ -12,11 +12,13 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
+from app.db.transitions import FINISHED_RUNS
 from app.execution.tokens import AttemptTokens
-from app.scheduler import due_runs, progress, run_starts, sweeps
+from app.scheduler import backfills, dag_callbacks, due_runs, progress, run_starts, sweeps
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import Wakeup
 from weir.clock import Clock
+from weir.states import DagRunState
 
 __all__ = ["Scheduler"]
 
@@ -36,6 +38,7 @@ class Scheduler:
         outbox_ready: Wakeup,
         versions: VersionCache,
         sweep_interval: float,
+        on_failed_runs: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._database = database
         self._tokens = tokens
@@ -44,6 +47,7 @@ class Scheduler:
         self._outbox_ready = outbox_ready
         self._versions = versions
         self._sweep_interval = sweep_interval
+        self._on_failed_runs = on_failed_runs  # the failure notifier, told after each commit
         self._last_sweep: datetime | None = None
         self._steps: list[tuple[str, Step]] = [
             ("create_due_runs", lambda s, now: due_runs.create_due_runs(s, versions, now)),
@@ -52,6 +56,7 @@ class Scheduler:
             ("schedule_due_retries", self._retries),
             ("queue_scheduled", self._queue_scheduled),
             ("fail_timed_out_runs", lambda s, now: sweeps.fail_timed_out_runs(s, versions, now)),
+            ("complete_finished_backfills", backfills.complete_finished_backfills),
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -71,7 +76,10 @@ class Scheduler:
         done = 0
         for name, step in self._steps:
             async with self._database.sessions.begin() as session:
-                count = await step(session, self._clock.now())
+                now = self._clock.now()
+                count = await step(session, now)
+                count += await dag_callbacks.queue_dag_callbacks(session, self._versions, now)
+            self._tell_notifier(session.info.get(FINISHED_RUNS, {}))
             if count:
                 log.debug("scheduler step %s did %d", name, count)
                 done += count
@@ -97,6 +105,12 @@ class Scheduler:
         self._last_sweep = now
         async with self._database.sessions.begin() as session:
             return await sweeps.fail_zombies(session, now)
+
+    def _tell_notifier(self, finished: dict[int, DagRunState]) -> None:
+        """After the commit: hand the runs that failed to the failure notifier."""
+        failed = [run_id for run_id, state in finished.items() if state is DagRunState.FAILED]
+        if failed and self._on_failed_runs is not None:
+            self._on_failed_runs(failed)
 
     async def _idle_timeout(self) -> float:
         async with self._database.sessions() as session:

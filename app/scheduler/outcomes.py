@@ -2,6 +2,10 @@
 
 Both paths use these functions, so a zombie (or a task its worker stopped at its ``timeout``) is
 retried exactly like a task that raised, with the backoff of ``weir.retries``.
+
+A sensor's poke that is not done yet ends in ``record_reschedule``: each poke is an attempt of its
+own (so the fences of invariants 1 and 2 hold unchanged), and each reschedule adds one to
+``max_tries`` so that pokes never use up the task's retries (see ``docs/scheduling/sensors.md``).
 """
 
 from __future__ import annotations
@@ -9,16 +13,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DagRun, TaskAttempt, TaskInstance, XCom
+from app.db.models import DagRun, DagVersion, TaskAttempt, TaskInstance, XCom
 from app.db.transitions import flag_runs_for_scheduling, set_task_state
 from app.scheduler.versions import VersionCache
 from weir.retries import retry_delay_for
 from weir.states import TaskState
 
-__all__ = ["record_failure", "record_success"]
+__all__ = ["load_task_instance", "record_failure", "record_reschedule", "record_success"]
+
+_CONTINUED = (TaskState.UP_FOR_RESCHEDULE, TaskState.UP_FOR_RETRY)
+"""How an attempt ends when the task goes on: the sensor's clock keeps running across these."""
 
 
 async def record_success(
@@ -84,8 +91,10 @@ async def _retry_delay(
     spec = (await versions.get(session, version_id)).tasks.get(ti.task_id)
     if spec is None:  # versions never lose a task of their runs; stay lenient all the same
         return ti.retry_delay
+    pokes = max(ti.max_tries - (spec.retries + 1), 0)  # a sensor's reschedules are not tries
+    tries = max(attempt - pokes, 1)
     return retry_delay_for(
-        attempt, ti.retry_delay, spec.retry_exponential_backoff, spec.max_retry_delay
+        tries, ti.retry_delay, spec.retry_exponential_backoff, spec.max_retry_delay
     )
 
 
@@ -107,4 +116,83 @@ async def _close_attempt(
         update(TaskAttempt)
         .where(TaskAttempt.task_instance_id == ti_id, TaskAttempt.attempt == attempt)
         .values(state=state, end_date=now, error=error)
+    )
+
+
+async def record_reschedule(
+    session: AsyncSession, ti: TaskInstance, attempt: int, now: datetime, versions: VersionCache
+) -> TaskState | None:
+    """A sensor's poke is not done: ``running -> up_for_reschedule`` until the next poke, or, past
+    its timeout (counted from its first poke), ``-> failed`` (``skipped`` with ``soft_fail``).
+    None if fenced off. A task that is not a sensor cannot ask for this: it fails."""
+    sensor = await _sensor_options(session, ti)
+    if sensor is None:
+        error = "Only a @task.sensor can ask to be poked again; this task is not one."
+        return await record_failure(session, ti, attempt, error, now, versions)
+    timeout = float(sensor.get("timeout") or 0) or None
+    first_poke = await _first_poke_at(session, ti.id, attempt) or now
+    deadline = first_poke + timedelta(seconds=timeout) if timeout else None
+    if deadline is not None and now >= deadline:
+        return await _time_out(session, ti, attempt, now, timeout or 0, bool(sensor["soft_fail"]))
+    next_poke = now + timedelta(seconds=float(sensor["poke_interval"]))
+    moved = await set_task_state(
+        session,
+        ti.id,
+        expected=TaskState.RUNNING,
+        target=TaskState.UP_FOR_RESCHEDULE,
+        attempt=attempt,
+        end_date=now,
+        lease_expires_at=None,
+        next_retry_at=min(next_poke, deadline) if deadline else next_poke,
+        max_tries=TaskInstance.max_tries + 1,
+    )
+    if not moved:
+        return None
+    await _close_attempt(session, ti.id, attempt, TaskState.UP_FOR_RESCHEDULE, now, None)
+    return TaskState.UP_FOR_RESCHEDULE
+
+
+async def _time_out(
+    session: AsyncSession, ti: TaskInstance, attempt: int, now: datetime, timeout: float, soft: bool
+) -> TaskState | None:
+    """The sensor's last poke came too late: failed, or skipped with ``soft_fail``. Not retried:
+    another try could only time out again."""
+    target = TaskState.SKIPPED if soft else TaskState.FAILED
+    error = f"The sensor timed out: its condition was not met {timeout:g} s after its first poke."
+    moved = await set_task_state(
+        session, ti.id, expected=TaskState.RUNNING, target=target, attempt=attempt,
+        end_date=now, lease_expires_at=None,
+    )  # fmt: skip
+    if not moved:
+        return None
+    await _close_attempt(session, ti.id, attempt, target, now, error)
+    await flag_runs_for_scheduling(session, [ti.dag_run_id])
+    return target
+
+
+async def _sensor_options(session: AsyncSession, ti: TaskInstance) -> dict[str, Any] | None:
+    """The serialized options of the task, from its run's version, if it is a sensor."""
+    statement = (
+        select(DagVersion.serialized)
+        .join(DagRun, DagRun.version_id == DagVersion.id)
+        .where(DagRun.id == ti.dag_run_id)
+    )
+    serialized = (await session.execute(statement)).scalar_one()
+    for raw in serialized["tasks"]:
+        if raw["task_id"] == ti.task_id:
+            return raw if raw.get("sensor") else None
+    return None
+
+
+async def _first_poke_at(session: AsyncSession, ti_id: int, attempt: int) -> datetime | None:
+    """When the sensor first poked: the start of the earliest attempt in the unbroken chain of
+    reschedules and retries that ends with ``attempt`` (a clear or a mark starts a new chain)."""
+    of_ti = TaskAttempt.task_instance_id == ti_id
+    boundary = await session.scalar(
+        select(func.max(TaskAttempt.attempt)).where(
+            of_ti, TaskAttempt.attempt < attempt, TaskAttempt.state.not_in(_CONTINUED)
+        )
+    )
+    return await session.scalar(
+        select(func.min(TaskAttempt.start_date)).where(of_ti, TaskAttempt.attempt > (boundary or 0))
     )

@@ -5,6 +5,10 @@ states, unless a succeeded branch task upstream of it did not choose it (``branc
 skipped. Tasks are walked upstream-first and each decision updates the states the next one reads,
 so a skip or a failure reaches the end of the DAG in one pass, not one pass per level.
 
+A mapped task has several instances (``mapping``): its downstream tasks read their aggregate
+state, and a mapped task whose rule is met while it still has only its placeholder is expanded,
+not scheduled; the next pass schedules its instances.
+
 A run is examined only when flagged (``needs_scheduling``), so the scheduler's work follows the
 rate of change, not the number of runs. Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so two
 replicas never advance the same run at once (invariant 4).
@@ -29,6 +33,7 @@ from app.scheduler.branches import (
     load_choices,
     read_choice,
 )
+from app.scheduler.mapping import Expansion, aggregate_state, expand_mapped_tasks
 from app.scheduler.queueing import queue_attempts
 from app.scheduler.versions import DagStructure, VersionCache
 from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
@@ -51,6 +56,7 @@ class _Instance:
     id: int
     state: TaskState
     attempt: int
+    map_index: int
 
 
 @dataclass
@@ -61,6 +67,7 @@ class _Plan:
     to_skip: list[int] = field(default_factory=list)
     to_upstream_fail: list[int] = field(default_factory=list)
     invalid_branches: list[InvalidBranch] = field(default_factory=list)
+    to_expand: list[Expansion] = field(default_factory=list)
     finished: dict[int, DagRunState] = field(default_factory=dict)
 
     def add(self, decision: Decision, ti_id: int) -> TaskState:
@@ -112,11 +119,15 @@ async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> _Plan:
             TaskInstance.task_id,
             TaskInstance.state,
             TaskInstance.attempt,
-        ).where(TaskInstance.dag_run_id.in_(runs))
+            TaskInstance.map_index,
+        )
+        .where(TaskInstance.dag_run_id.in_(runs))
+        .order_by(TaskInstance.map_index)
     )
-    by_run: dict[int, dict[str, _Instance]] = defaultdict(dict)
+    by_run: dict[int, dict[str, list[_Instance]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        by_run[row.dag_run_id][row.task_id] = _Instance(row.id, TaskState(row.state), row.attempt)
+        instance = _Instance(row.id, TaskState(row.state), row.attempt, row.map_index)
+        by_run[row.dag_run_id][row.task_id].append(instance)
     choices = await load_choices(
         session,
         [ti_id for run_id, tis in by_run.items() for ti_id in _open_branches(runs[run_id], tis)],
@@ -127,52 +138,72 @@ async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> _Plan:
     return plan
 
 
-def _open_branches(run: _Run, instances: dict[str, _Instance]) -> list[int]:
+def _open_branches(run: _Run, instances: dict[str, list[_Instance]]) -> list[int]:
     """Succeeded branch tasks with a direct downstream task still waiting: the ones whose choice
-    this pass needs (once their downstream tasks are decided, their choice is never read again)."""
+    this pass needs (once their downstream tasks are decided, their choice is never read again).
+    A branch task is never mapped, so it has one instance."""
     return [
-        instance.id
-        for task_id, instance in instances.items()
-        if instance.state is TaskState.SUCCESS
+        group[0].id
+        for task_id, group in instances.items()
+        if group[0].state is TaskState.SUCCESS
         and run.structure.tasks[task_id].branch
         and any(
-            instances[down].state is TaskState.NONE
+            instance.state is TaskState.NONE
             for down in run.structure.downstream_of(task_id)
-            if down in instances
+            for instance in instances.get(down, [])
         )
     ]
 
 
 def _plan_run(
-    run: _Run, instances: dict[str, _Instance], choices: dict[int, Any], plan: _Plan
+    run: _Run, instances: dict[str, list[_Instance]], choices: dict[int, Any], plan: _Plan
 ) -> None:
     """Walk tasks upstream-first, updating the states in memory, so that a failure or a skip
     cascades through the whole run in one pass."""
-    states = {task_id: instance.state for task_id, instance in instances.items()}
+    states = {task_id: aggregate_state([i.state for i in g]) for task_id, g in instances.items()}
     not_followed: set[str] = set()
-    for task_id, spec in run.structure.tasks.items():
-        instance = instances.get(task_id)
-        if instance is None:
+    for task_id in run.structure.tasks:
+        group = instances.get(task_id)
+        if not group:
             continue
-        if instance.id in choices:
-            choice = read_choice(run.structure, task_id, choices[instance.id])
+        if group[0].id in choices:
+            choice = read_choice(run.structure, task_id, choices[group[0].id])
             if choice.error is None:
                 not_followed |= choice.skip
             else:
-                plan.invalid_branches.append(_invalid(run, task_id, instance, choice.error))
+                plan.invalid_branches.append(_invalid(run, task_id, group[0], choice.error))
                 states[task_id] = TaskState.FAILED
-        elif instance.state is TaskState.NONE:
-            if task_id in not_followed:
-                decision = Decision.SKIP
-            else:
-                decision = decide(
-                    spec.trigger_rule, [states.get(up, TaskState.NONE) for up in spec.upstream]
-                )
-            states[task_id] = plan.add(decision, instance.id)
+        elif any(instance.state is TaskState.NONE for instance in group):
+            states[task_id] = _plan_task(run, task_id, group, states, task_id in not_followed, plan)
     _finish_if_done(run, states, plan)
 
 
+def _plan_task(
+    run: _Run,
+    task_id: str,
+    group: list[_Instance],
+    states: dict[str, TaskState],
+    not_followed: bool,
+    plan: _Plan,
+) -> TaskState:
+    """Decide a task's waiting instances; returns the task's state as its downstreams see it."""
+    spec = run.structure.tasks[task_id]
+    if not_followed:
+        decision = Decision.SKIP
+    else:
+        decision = decide(
+            spec.trigger_rule, [states.get(up, TaskState.NONE) for up in spec.upstream]
+        )
+    if decision is Decision.RUN and spec.mapped is not None and group[0].map_index == -1:
+        plan.to_expand.append(Expansion(group[0].id, run.id, run.run_id, task_id, run.structure))
+        return TaskState.NONE
+    return aggregate_state(
+        [plan.add(decision, i.id) if i.state is TaskState.NONE else i.state for i in group]
+    )
+
+
 def _invalid(run: _Run, task_id: str, instance: _Instance, error: str) -> InvalidBranch:
+    """The branch task to fail, with what the user needs to read about it."""
     dag_id, run_id = run.structure.dag_id, run.run_id
     return InvalidBranch(instance.id, instance.attempt, dag_id, run_id, task_id, error)
 
@@ -188,6 +219,7 @@ def _finish_if_done(run: _Run, states: dict[str, TaskState], plan: _Plan) -> Non
 
 async def _apply(session: AsyncSession, plan: _Plan, tokens: AttemptTokens, now: datetime) -> None:
     await fail_invalid_branches(session, plan.invalid_branches, now)
+    await expand_mapped_tasks(session, plan.to_expand, now)
     await set_task_states(
         session, plan.to_skip, expected=TaskState.NONE, target=TaskState.SKIPPED, end_date=now
     )

@@ -2,10 +2,10 @@
 
 Capacity reasons (``pool_full``, ``pool_missing``, ``pool_too_small``, ``max_active_tasks``) are
 decided while queueing and stored on the task instance (``queueing.py``). Everything else is
-computed here, when someone asks: upstream tasks not done, the run held by ``max_active_runs`` or
-a paused DAG, a retry's backoff, the message not yet published (``broker_unreachable``), or no
-worker consuming its queue. Computing on read keeps the scheduler's hot path free of bookkeeping
-for states other parts own.
+computed here, when someone asks: upstream tasks not done, the run held by ``max_active_runs``, a
+paused DAG or a paused backfill, a retry's backoff, the message not yet published
+(``broker_unreachable``), or no worker consuming its queue. Computing on read keeps the
+scheduler's hot path free of bookkeeping for states other parts own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import Dag, DagRun, Outbox, TaskInstance
+from app.db.models import Backfill, Dag, DagRun, Outbox, TaskInstance
 from app.scheduler.run_starts import active_runs, max_active_runs
 from app.scheduler.versions import VersionCache
 from weir.broker import Broker
@@ -25,6 +25,7 @@ from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 __all__ = ["BrokerView", "WaitReason", "explain"]
 
 WaitReason = tuple[str, str]
+RUN_QUEUED: WaitReason = ("run_queued", "its run is queued and starts at the scheduler's next pass")
 
 
 class BrokerView(Protocol):
@@ -50,6 +51,8 @@ async def explain(
         return "queueing", "scheduled; the scheduler is queueing it now"
     if state is TaskState.UP_FOR_RETRY:
         return "retry_backoff", f"attempt {ti.attempt} failed; the next try starts at {_at(ti)}"
+    if state is TaskState.UP_FOR_RESCHEDULE:
+        return "sensor_poke", f"the sensor is not done yet; it pokes again at {_at(ti)}"
     if state is TaskState.QUEUED:
         return await _explain_queued(session, ti, broker)
     return await _explain_not_scheduled(session, ti, versions)
@@ -130,17 +133,38 @@ async def _explain_queued_run(session: AsyncSession, run: DagRun) -> WaitReason:
             f"DAG {dag.dag_id!r} is paused: unpause it (PATCH /api/v1/dags/{dag.dag_id} "
             'with {"is_paused": false}) to start this run',
         )
-    if run.backfill_id is None:
-        limit = (await max_active_runs(session, [dag.dag_id])).get(dag.dag_id, 16)
-        active = (await active_runs(session, [dag.dag_id])).get(("dag", dag.dag_id), 0)
-        if active >= limit:
-            names = await _running_run_ids(session, dag.dag_id)
-            return (
-                "max_active_runs",
-                f"DAG {dag.dag_id!r} has {active} of {limit} runs active "
-                f"(max_active_runs={limit}): {', '.join(names)}; this run starts when one ends",
-            )
-    return "run_queued", "its run is queued and starts at the scheduler's next pass"
+    if run.backfill_id is not None:
+        return await _explain_queued_backfill_run(session, run.backfill_id)
+    limit = (await max_active_runs(session, [dag.dag_id])).get(dag.dag_id, 16)
+    active = (await active_runs(session, [dag.dag_id])).get(("dag", dag.dag_id), 0)
+    if active >= limit:
+        names = await _running_run_ids(session, dag.dag_id)
+        return (
+            "max_active_runs",
+            f"DAG {dag.dag_id!r} has {active} of {limit} runs active "
+            f"(max_active_runs={limit}): {', '.join(names)}; this run starts when one ends",
+        )
+    return RUN_QUEUED
+
+
+async def _explain_queued_backfill_run(session: AsyncSession, backfill_id: int) -> WaitReason:
+    """A backfill's run waits for its backfill: paused, or at its own ``max_active_runs``."""
+    backfill = await session.get_one(Backfill, backfill_id)
+    if backfill.state == "paused":
+        return (
+            "backfill_paused",
+            f"backfill {backfill_id} is paused: resume it "
+            f"(POST /api/v1/backfills/{backfill_id}/resume) to start this run",
+        )
+    limit = backfill.max_active_runs
+    active = (await active_runs(session, [backfill.dag_id])).get(("backfill", str(backfill_id)), 0)
+    if active >= limit:
+        return (
+            "max_active_runs",
+            f"backfill {backfill_id} has {active} of {limit} runs active "
+            f"(its max_active_runs={limit}); this run starts when one ends",
+        )
+    return RUN_QUEUED
 
 
 async def _running_run_ids(session: AsyncSession, dag_id: str) -> list[str]:

@@ -3,7 +3,8 @@ active run. Capacity rules for runs live here.
 
 A DAG's runs share ``max_active_runs`` (of the DAG's current version: lowering it in the file
 takes effect for runs already queued). A backfill's runs count apart, against the backfill's own
-``max_active_runs``, so scheduled runs and a backfill cannot starve each other. Within a budget the
+``max_active_runs``, so scheduled runs and a backfill cannot starve each other; only a running
+backfill has a budget (``backfills.py``: pausing one holds its queued runs). Within a budget the
 oldest queued run starts first. Queued runs have no wait columns: the API explains them through
 their tasks (``reasons.py``).
 """
@@ -89,8 +90,10 @@ async def _room(session: AsyncSession, dags: list[str]) -> dict[Budget, int]:
         ("dag", d): n for d, n in (await max_active_runs(session, dags)).items()
     }
     backfills = await session.execute(
-        select(Backfill.id, Backfill.max_active_runs).where(Backfill.dag_id.in_(dags))
-    )
+        select(Backfill.id, Backfill.max_active_runs).where(
+            Backfill.dag_id.in_(dags), Backfill.state == "running"
+        )
+    )  # a paused, cancelled or completed backfill has no budget: its queued runs stay queued
     limits.update({("backfill", str(b)): n for b, n in backfills})
     active = await active_runs(session, dags)
     return {budget: limit - active.get(budget, 0) for budget, limit in limits.items()}

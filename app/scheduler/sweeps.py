@@ -1,5 +1,5 @@
-"""Time-driven moves: retries whose backoff ended, hand-backs, zombies whose lease lapsed, and
-runs past their DAG's ``dagrun_timeout``.
+"""Time-driven moves: retries whose backoff ended, sensors due for their next poke, hand-backs,
+zombies whose lease lapsed, and runs past their DAG's ``dagrun_timeout``.
 
 The first two are woken by events too; the zombie sweep is the safety net of invariant 2. Run
 timeouts are checked at every scheduler pass, so a late run fails within one sweep period (the
@@ -34,29 +34,35 @@ __all__ = [
 log = logging.getLogger(__name__)
 BATCH = 500
 _UNFINISHED = [state for state in TaskState if state not in TERMINAL_TASK_STATES]
+_WAITING = (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE)
+"""States that wait until ``next_retry_at``: a retry's backoff, or a sensor's next poke."""
 
 
 async def schedule_due_retries(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
-    """``up_for_retry -> scheduled`` (a new attempt) once the backoff has passed, then queue."""
-    statement = (
-        select(TaskInstance.id)
-        .where(TaskInstance.state == TaskState.UP_FOR_RETRY, TaskInstance.next_retry_at <= now)
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await session.scalars(statement)).all())
-    moved = await set_task_states(
-        session,
-        ids,
-        expected=TaskState.UP_FOR_RETRY,
-        target=TaskState.SCHEDULED,
-        next_attempt=True,
-        next_retry_at=None,
-        start_date=None,
-        end_date=None,
-    )
-    await queue_attempts(session, [ti_id for ti_id, _ in moved], tokens, now)
-    return len(moved)
+    """``up_for_retry -> scheduled`` once the backoff has passed, and a sensor's ``up_for_reschedule
+    -> scheduled`` at its next poke: each as a new attempt, queued at once."""
+    moved = 0
+    for waiting in _WAITING:
+        statement = (
+            select(TaskInstance.id)
+            .where(TaskInstance.state == waiting, TaskInstance.next_retry_at <= now)
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list((await session.scalars(statement)).all())
+        scheduled = await set_task_states(
+            session,
+            ids,
+            expected=waiting,
+            target=TaskState.SCHEDULED,
+            next_attempt=True,
+            next_retry_at=None,
+            start_date=None,
+            end_date=None,
+        )
+        await queue_attempts(session, [ti_id for ti_id, _ in scheduled], tokens, now)
+        moved += len(scheduled)
+    return moved
 
 
 async def queue_scheduled(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
@@ -92,10 +98,9 @@ async def fail_zombies(session: AsyncSession, now: datetime) -> int:
 
 
 async def next_retry_at(session: AsyncSession) -> datetime | None:
-    """When the earliest waiting retry is due, so the scheduler can sleep exactly until then."""
-    statement = select(func.min(TaskInstance.next_retry_at)).where(
-        TaskInstance.state == TaskState.UP_FOR_RETRY
-    )
+    """When the earliest waiting retry or sensor poke is due, so the scheduler can sleep exactly
+    until then."""
+    statement = select(func.min(TaskInstance.next_retry_at)).where(TaskInstance.state.in_(_WAITING))
     return (await session.execute(statement)).scalar()
 
 

@@ -11,7 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagVersion
 
-__all__ = ["DagStructure", "TaskSpec", "VersionCache"]
+__all__ = ["DagStructure", "MapSpec", "TaskSpec", "VersionCache"]
+
+
+@dataclass(frozen=True, slots=True)
+class MapSpec:
+    """What a mapped task expands over (``weir.task.MappedArgument``, serialized): the argument,
+    and either the upstream task whose list it maps or a literal list."""
+
+    arg: str
+    source: str | None
+    literal: list[Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,7 @@ class TaskSpec:
     priority_weight: int
     trigger_rule: str
     branch: bool
+    mapped: MapSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,7 @@ def _task_spec(raw: dict[str, Any]) -> TaskSpec:
         priority_weight=int(raw.get("priority_weight", 1)),
         trigger_rule=raw.get("trigger_rule", "all_success"),
         branch=bool(raw.get("branch", False)),
+        mapped=MapSpec(**raw["mapped"]) if raw.get("mapped") else None,
     )
 
 

@@ -97,7 +97,7 @@ def test_an_invalid_choice_is_an_error_naming_the_valid_ones(
 
 def _instances(states: dict[str, TaskState]) -> dict[str, Any]:
     return {
-        task_id: progress._Instance(number, state, 1 if state is not T.NONE else 0)
+        task_id: progress._Instance(number, state, 1 if state is not T.NONE else 0, -1)
         for number, (task_id, state) in enumerate(states.items(), start=1)
     }
 
@@ -109,7 +109,7 @@ def _plan(
     run = progress._Run(7, "manual__1", structure)
     plan = progress._Plan()
     by_id = {instances[task_id].id: value for task_id, value in choices.items()}
-    progress._plan_run(run, instances, by_id, plan)
+    progress._plan_run(run, {t: [i] for t, i in instances.items()}, by_id, plan)
     names = {instance.id: task_id for task_id, instance in instances.items()}
     decided = {names[i]: "scheduled" for i in plan.to_schedule}
     decided |= {names[i]: "skipped" for i in plan.to_skip}

@@ -1,11 +1,16 @@
-"""``/api/v1/dags/{dag_id}/runs/{run_id}/tasks``: task instances of a run and their logs."""
+"""``/api/v1/dags/{dag_id}/runs/{run_id}/tasks``: task instances of a run and their logs.
+
+A mapped task has one instance per element (``map_index`` 0, 1, …; -1 for an unmapped task or a
+mapped one not expanded yet): the list shows them all, and ``?map_index=`` picks one of them on
+the single-instance routes.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -31,6 +36,9 @@ class TaskInstancePublic(BaseModel):
 
     id: int
     task_id: str
+    map_index: int = Field(
+        description="The instance's index in a mapped task; -1 for an unmapped task."
+    )
     state: TaskState
     attempt: int
     max_tries: int
@@ -72,20 +80,34 @@ async def _public(
     return public
 
 
+MapIndex = Annotated[
+    int | None,
+    Query(description="Which instance of a mapped task; not needed for an unmapped task."),
+]
+
+
 async def _get_task_instance(
-    session: Session, dag_id: str, run_id: str, task_id: str
+    session: Session, dag_id: str, run_id: str, task_id: str, map_index: int | None
 ) -> TaskInstance:
     run = await get_run(session, dag_id, run_id)
-    ti = (
+    rows = (
         await session.scalars(
-            select(TaskInstance).where(
-                TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id
-            )
+            select(TaskInstance)
+            .where(TaskInstance.dag_run_id == run.id, TaskInstance.task_id == task_id)
+            .order_by(TaskInstance.map_index)
         )
-    ).first()
-    if ti is None:
+    ).all()
+    if not rows:
         raise NotFound(f"Run {run_id!r} of DAG {dag_id!r} has no task {task_id!r}.")
-    return ti
+    wanted = -1 if map_index is None and len(rows) == 1 else map_index
+    found = [ti for ti in rows if ti.map_index == wanted]
+    if not found:
+        indexes = [ti.map_index for ti in rows]
+        raise NotFound(
+            f"Task {task_id!r} of run {run_id!r} has no instance with map_index {map_index}: it "
+            f"has map indexes {indexes[0]}..{indexes[-1]}; pass ?map_index= with one of them."
+        )
+    return found[0]
 
 
 @router.get("", operation_id="tasks-list")
@@ -117,8 +139,9 @@ async def read_task_instance(
     service: Service,
     broker: BrokerStatus,
     _token: Viewer,
+    map_index: MapIndex = None,
 ) -> TaskInstancePublic:
-    ti = await _get_task_instance(session, dag_id, run_id, task_id)
+    ti = await _get_task_instance(session, dag_id, run_id, task_id, map_index)
     return await _public(session, service, broker, ti)
 
 
@@ -135,9 +158,10 @@ async def read_task_logs(
     session: Session,
     _token: Viewer,
     attempt: int | None = None,
+    map_index: MapIndex = None,
 ) -> PlainTextResponse:
     """The log of one attempt (the latest by default), as plain text."""
-    ti = await _get_task_instance(session, dag_id, run_id, task_id)
+    ti = await _get_task_instance(session, dag_id, run_id, task_id, map_index)
     wanted = attempt if attempt is not None else ti.attempt
     chunks = await session.scalars(
         select(AttemptLog.data)
