@@ -206,7 +206,9 @@ async def test_replicas_never_create_the_same_run_twice(timed: Stack, clock: Mov
                 next_run_after=today + timedelta(days=1),
             )
         )
-    assert await replica() >= 1
+    # This call or the stack's own scheduler (its safety sweep may come first) meets the stale
+    # plan; either way the same step runs, and neither may add a run.
+    await replica()
     assert len(await scheduled_runs(timed, "contended")) == 5
     dag = (await timed.client.get("/api/v1/dags/contended")).json()
     assert datetime.fromisoformat(dag["next_logical_date"]) == today + timedelta(days=3)
