@@ -1,9 +1,15 @@
-"""API tokens and roles. Tokens are random, shown once, and stored as their SHA-256."""
+"""Users, roles and API tokens: who is calling, and may they do this?
+
+Tokens are random, shown once, and stored as their SHA-256; each belongs to a user and carries
+that user's role at the time of the request. Routes declare the least role they need with the
+``Viewer``, ``Operator`` and ``Admin`` aliases and receive the ``Principal`` that called.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -13,17 +19,20 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service
-from app.db.models import ApiToken
+from app.db.models import ApiToken, User
 
 __all__ = [
     "Admin",
     "Operator",
+    "Principal",
     "Role",
     "Viewer",
     "authenticate",
     "create_token",
     "ensure_token",
+    "ensure_user",
     "hash_token",
+    "issue_token",
     "require",
 ]
 
@@ -33,44 +42,101 @@ class Role(StrEnum):
     OPERATOR = "operator"
     ADMIN = "admin"
 
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what ``needed`` may (roles are ordered)."""
+        return _RANK[self] >= _RANK[needed]
+
 
 _RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a request: the user, their role now, and the token used (if any)."""
+
+    user_id: int
+    username: str
+    role: Role
+    token_id: int | None = None
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_token(
-    session: AsyncSession, name: str, role: Role, now: datetime, *, value: str | None = None
-) -> str:
-    """Store a new token and return its clear value (the only time anyone sees it)."""
+async def ensure_user(session: AsyncSession, username: str, role: Role, now: datetime) -> User:
+    """The user named ``username``, created with ``role`` (and no password) if it is missing."""
+    user = await session.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username, role=role, created_at=now)
+        session.add(user)
+        await session.flush()
+    return user
+
+
+async def issue_token(
+    session: AsyncSession,
+    user: User,
+    name: str,
+    now: datetime,
+    *,
+    expires_at: datetime | None = None,
+    value: str | None = None,
+) -> tuple[ApiToken, str]:
+    """Store a new token of ``user``; returns it with its clear value (the only time it exists)."""
     clear = value or f"weir_{secrets.token_urlsafe(32)}"
-    session.add(ApiToken(name=name, token_hash=hash_token(clear), role=role, created_at=now))
+    token = ApiToken(
+        user_id=user.id,
+        name=name,
+        token_hash=hash_token(clear),
+        created_at=now,
+        expires_at=expires_at,
+    )
+    session.add(token)
     await session.flush()
+    return token, clear
+
+
+async def create_token(session: AsyncSession, name: str, role: Role, now: datetime) -> str:
+    """A token for the (service) user ``name`` with ``role``; for the CLI's bootstrap and tests."""
+    user = await ensure_user(session, name, role, now)
+    user.role = role
+    _token, clear = await issue_token(session, user, name, now)
     return clear
 
 
 async def ensure_token(
-    session: AsyncSession, name: str, role: Role, value: str, now: datetime
+    session: AsyncSession, username: str, role: Role, value: str, now: datetime
 ) -> None:
-    """Make a token with exactly ``value`` exist (``WEIR_BOOTSTRAP_ADMIN_TOKEN``)."""
+    """Make a token with exactly ``value`` exist for ``username`` (the bootstrap token)."""
+    user = await ensure_user(session, username, role, now)
+    user.role, user.disabled_at = role, None
     existing = await session.scalar(
         select(ApiToken).where(ApiToken.token_hash == hash_token(value))
     )
     if existing is None:
-        await create_token(session, name, role, now, value=value)
+        await issue_token(session, user, "bootstrap", now, value=value)
     else:
-        existing.role, existing.revoked_at = role, None
+        existing.user_id, existing.revoked_at, existing.expires_at = user.id, None, None
 
 
-async def authenticate(session: AsyncSession, token: str, now: datetime) -> ApiToken | None:
-    statement = select(ApiToken).where(
-        ApiToken.token_hash == hash_token(token),
-        ApiToken.revoked_at.is_(None),
-        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+async def authenticate(session: AsyncSession, token: str, now: datetime) -> Principal | None:
+    """Who holds this token, if it is known, live (not revoked or expired) and its user enabled."""
+    statement = (
+        select(ApiToken.id, User.id, User.username, User.role)
+        .join(User, User.id == ApiToken.user_id)
+        .where(
+            ApiToken.token_hash == hash_token(token),
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+            User.disabled_at.is_(None),
+        )
     )
-    return (await session.scalars(statement)).first()
+    row = (await session.execute(statement)).first()
+    if row is None:
+        return None
+    token_id, user_id, username, role = row
+    return Principal(user_id=user_id, username=username, role=Role(role), token_id=token_id)
 
 
 def require(role: Role) -> object:
@@ -78,7 +144,7 @@ def require(role: Role) -> object:
 
     async def check(
         service: Service, authorization: Annotated[str | None, Header()] = None
-    ) -> ApiToken:
+    ) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise HTTPException(401, "Send an API token: Authorization: Bearer <token>.",
@@ -88,13 +154,13 @@ def require(role: Role) -> object:
         if found is None:
             raise HTTPException(401, "The API token is unknown, revoked or expired.",
                                 {"WWW-Authenticate": "Bearer"})  # fmt: skip
-        if _RANK[Role(found.role)] < _RANK[role]:
+        if not found.role.allows(role):
             raise HTTPException(403, f"This needs the {role} role; the token has {found.role}.")
         return found
 
     return Depends(check)
 
 
-Viewer = Annotated[ApiToken, require(Role.VIEWER)]
-Operator = Annotated[ApiToken, require(Role.OPERATOR)]
-Admin = Annotated[ApiToken, require(Role.ADMIN)]
+Viewer = Annotated[Principal, require(Role.VIEWER)]
+Operator = Annotated[Principal, require(Role.OPERATOR)]
+Admin = Annotated[Principal, require(Role.ADMIN)]

@@ -13,13 +13,31 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api.problems import install_problem_handlers
-from app.api.v1 import backfills, dags, health, pools, runs, tasks
+from app.api.v1 import (
+    audit,
+    backfills,
+    connections,
+    dags,
+    health,
+    import_errors,
+    meta,
+    pools,
+    runs,
+    tasks,
+    tokens,
+    users,
+    variables,
+    webhook_trigger,
+    webhooks,
+    xcoms,
+)
 from app.auth import Role, ensure_token
 from app.dashboard import routes as dashboard
 from app.db.engine import Database
 from app.db.migrate import check_schema_is_current
 from app.execution import routes as execution
 from app.execution.tokens import AttemptTokens
+from app.secrets import SecretBox
 from app.services import ServiceLoops, run_loops
 from app.state import ServiceState
 from weir import __version__
@@ -54,6 +72,7 @@ def create_app(
         database=database,
         tokens=AttemptTokens(settings.secret_key.get_secret_value().encode()),
         clock=clock or SystemClock(),
+        secrets=SecretBox.from_settings(settings),
     )
     loops = ServiceLoops(state, broker)
 
@@ -77,10 +96,11 @@ def create_app(
     app.state.weir = state
     app.state.loops = loops
     install_problem_handlers(app)
-    for router in (dags.router, runs.router, tasks.router, health.router, execution.router):
-        app.include_router(router)
-    app.include_router(pools.router)
-    app.include_router(backfills.router)
+    for module in (
+        dags, runs, tasks, xcoms, backfills, pools, connections, variables, import_errors,
+        webhooks, webhook_trigger, users, tokens, audit, meta, health, execution,
+    ):  # fmt: skip
+        app.include_router(module.router)
     app.include_router(dashboard.router)
     dashboard.mount_static(app)
     return app
@@ -92,5 +112,5 @@ async def _ensure_bootstrap_token(state: ServiceState) -> None:
         return
     async with state.database.sessions.begin() as session:
         await ensure_token(
-            session, "bootstrap-admin", Role.ADMIN, token.get_secret_value(), state.clock.now()
+            session, "admin", Role.ADMIN, token.get_secret_value(), state.clock.now()
         )

@@ -9,6 +9,7 @@ from app.db.engine import Database
 from app.execution.tokens import AttemptTokens
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import Wakeup
+from app.secrets import SecretBox
 from weir.clock import Clock
 from weir.config import Settings
 
@@ -21,6 +22,7 @@ class ServiceState:
     database: Database
     tokens: AttemptTokens
     clock: Clock
+    secrets: SecretBox
     versions: VersionCache = dataclasses.field(default_factory=VersionCache)
     scheduler_wakeup: Wakeup = dataclasses.field(default_factory=Wakeup)
     outbox_ready: Wakeup = dataclasses.field(default_factory=Wakeup)

@@ -30,6 +30,7 @@ from weir.states import DagRunState, TaskState
 __all__ = [
     "ApiToken",
     "AttemptLog",
+    "AuditEntry",
     "Backfill",
     "Base",
     "Connection",
@@ -38,11 +39,15 @@ __all__ = [
     "DagRun",
     "DagVersion",
     "ImportError_",
+    "Notification",
     "Outbox",
     "Pool",
     "TaskAttempt",
     "TaskInstance",
+    "User",
     "Variable",
+    "Webhook",
+    "WebhookDelivery",
     "XCom",
 ]
 
@@ -103,6 +108,7 @@ class DagRun(Base):
         UniqueConstraint("dag_id", "run_id"),
         UniqueConstraint("dag_id", "idempotency_key"),
         Index(None, "dag_id", "logical_date"),
+        Index(None, "dag_id", "id"),
         Index(None, "state"),
         Index(None, "needs_scheduling"),
         # One scheduled (or backfill) run per DAG and logical date, whichever replica creates it.
@@ -280,18 +286,129 @@ class DagFile(Base):
     last_parsed_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
+class User(Base):
+    """A person or a service account. The role decides what its tokens and sessions may do.
+
+    ``password_hash`` (argon2) is null for accounts that cannot log in with a password, such as
+    the owner of ``WEIR_BOOTSTRAP_ADMIN_TOKEN``. ("user" is a reserved word in PostgreSQL.)
+    """
+
+    __tablename__ = "weir_user"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(250))
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 class ApiToken(Base):
-    """A bearer token, stored as its SHA-256; the clear value is shown once at creation."""
+    """A bearer token of a user, stored as its SHA-256; the clear value is shown once.
+
+    A token carries its user's role as it is at each request, so changing or disabling the user
+    takes effect on every token at once.
+    """
 
     __tablename__ = "api_token"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("weir_user.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(250))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEntry(Base):
+    """One action taken through the API or the dashboard: who, what, on what, when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("weir_user.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(150))
+    action: Mapped[str] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(1024))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    origin: Mapped[str] = mapped_column(String(20))
+
+
+class Webhook(Base):
+    """An external trigger of a DAG: ``POST /api/v1/webhooks/{hook_id}``, signed with its secret.
+
+    Declared in a DAG file (``Webhook("name")``, ``origin='dag'``) or created through the API
+    (``origin='api'``); ``hook_id`` is ``<dag_id>.<name>`` either way.
+    """
+
+    __tablename__ = "webhook"
+    __table_args__ = (UniqueConstraint("dag_id", "name"),)
+
+    hook_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    dag_id: Mapped[str] = mapped_column(ForeignKey("dag.dag_id"))
+    name: Mapped[str] = mapped_column(String(100))
+    origin: Mapped[str] = mapped_column(String(10))
+    # 'github' (X-Hub-Signature-256) or 'timestamped' (X-Weir-Timestamp + X-Weir-Signature).
+    signature: Mapped[str] = mapped_column(String(20))
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    # conf key -> JSON pointer into the payload; null maps the whole payload into conf.
+    conf_fields: Mapped[dict[str, str] | None] = mapped_column(Json)
+    # [{"pointer": "/ref", "equals": "refs/heads/main"}, ...]: all must hold to start a run.
+    filters: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class WebhookDelivery(Base):
+    """Every call of a webhook, whatever its verdict; a delivery id starts at most one run."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index(None, "hook_id", "id"),
+        # A replayed delivery id is a duplicate only of a delivery that passed verification, so
+        # a forged call cannot use up the id of the genuine one.
+        Index(
+            "uq_webhook_delivery_hook_id_delivery_id_verified",
+            "hook_id",
+            "delivery_id",
+            unique=True,
+            postgresql_where=text("verdict IN ('accepted', 'filtered')"),
+            sqlite_where=text("verdict IN ('accepted', 'filtered')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    hook_id: Mapped[str] = mapped_column(ForeignKey("webhook.hook_id", ondelete="CASCADE"))
+    delivery_id: Mapped[str | None] = mapped_column(String(250))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    source_address: Mapped[str | None] = mapped_column(String(100))
+    # accepted | filtered | duplicate | bad_signature | bad_payload | bad_conf | inactive
+    verdict: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[int] = mapped_column(Integer)
+    dag_run_id: Mapped[int | None] = mapped_column(ForeignKey("dag_run.id", ondelete="SET NULL"))
+    run_id: Mapped[str | None] = mapped_column(String(ID))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(Base):
+    """A failure summary to POST to ``WEIR_NOTIFY_URL``, written with the run's failure (outbox).
+
+    Deleted once delivered; ``gave_up_at`` is set when retries are exhausted. A replica takes a
+    row by pushing ``next_attempt_at`` forward under ``FOR UPDATE SKIP LOCKED``.
+    """
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dag_run_id: Mapped[int] = mapped_column(ForeignKey("dag_run.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    gave_up_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Connection(Base):

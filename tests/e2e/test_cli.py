@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from app.db.engine import create_database
 from app.db.migrate import head_revision
-from app.db.models import ApiToken
+from app.db.models import ApiToken, User
 from tests.support.databases import drop_postgres_database
 from tests.support.processes import weir_env
 from tests.support.services import postgres_dsn, require_postgres
@@ -207,9 +207,11 @@ async def test_db_upgrade_then_tokens_create(empty_database: str, tmp_path: Path
         async with database.sessions() as session:
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
             stored = (await session.scalars(select(ApiToken))).all()
+            owners = (await session.scalars(select(User))).all()
     finally:
         await database.dispose()
     assert revision == head_revision()
-    assert [(t.name, t.role) for t in stored] == [("ci", "operator")]
+    assert [t.name for t in stored] == ["ci"]
+    assert [(u.id, u.username, u.role) for u in owners] == [(stored[0].user_id, "ci", "operator")]
     assert stored[0].token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in repr([vars(t) for t in stored])  # only the hash is kept
