@@ -13,7 +13,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-__all__ = ["backfill", "dags_app", "runs_app"]
+__all__ = [
+    "DEFAULT_URL",
+    "Token",
+    "Url",
+    "backfill",
+    "call_api",
+    "console",
+    "dags_app",
+    "errors",
+    "runs_app",
+]
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -27,7 +37,8 @@ Token = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-def _call(method: str, url: str, token: str, path: str, **kwargs: Any) -> Any:
+def call_api(method: str, url: str, token: str, path: str, **kwargs: Any) -> Any:
+    """Call the REST API; a transport or HTTP error becomes a one-line message and an exit code."""
     try:
         response = httpx.request(
             method, f"{url.rstrip('/')}{path}", headers={"Authorization": f"Bearer {token}"},
@@ -58,7 +69,7 @@ def _json_conf(conf: str) -> Any:
 @dags_app.command("list")
 def list_dags(url: Url = DEFAULT_URL, token: Token = "") -> None:
     """List every DAG with its schedule and whether it is paused."""
-    body = _call("GET", url, token, "/api/v1/dags")
+    body = call_api("GET", url, token, "/api/v1/dags")
     table = Table("DAG", "schedule", "paused", "active", "file")
     for d in body["dags"]:
         table.add_row(d["dag_id"], d["schedule"] or "manual", str(d["is_paused"]),
@@ -78,12 +89,12 @@ def trigger(
     body: dict[str, Any] = {"conf": _json_conf(conf)}
     if run_id:
         body["run_id"] = run_id
-    run = _call("POST", url, token, f"/api/v1/dags/{dag_id}/runs", json=body)
+    run = call_api("POST", url, token, f"/api/v1/dags/{dag_id}/runs", json=body)
     console.print(f"Triggered [bold]{dag_id}[/]: run [bold]{run['run_id']}[/] is {run['state']}.")
 
 
 def _set_paused(dag_id: str, paused: bool, url: str, token: str) -> None:
-    _call("PATCH", url, token, f"/api/v1/dags/{dag_id}", json={"is_paused": paused})
+    call_api("PATCH", url, token, f"/api/v1/dags/{dag_id}", json={"is_paused": paused})
     console.print(f"{dag_id} is now {'paused' if paused else 'unpaused'}.")
 
 
@@ -102,8 +113,8 @@ def unpause(dag_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
 @runs_app.command("show")
 def show_run(dag_id: str, run_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
     """Show one run and the state of each of its tasks."""
-    run = _call("GET", url, token, f"/api/v1/dags/{dag_id}/runs/{run_id}")
-    tasks = _call("GET", url, token, f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks")
+    run = call_api("GET", url, token, f"/api/v1/dags/{dag_id}/runs/{run_id}")
+    tasks = call_api("GET", url, token, f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks")
     console.print(f"[bold]{dag_id}[/] run [bold]{run_id}[/]: {run['state']}")
     table = Table("task", "state", "attempt", "started", "ended")
     for t in tasks["task_instances"]:
@@ -133,7 +144,7 @@ def backfill(
     """
     body = {"dag_id": dag_id, "start": start, "end": end, "max_active_runs": max_active_runs,
             "conf": _json_conf(conf)}  # fmt: skip
-    created = _call("POST", url, token, "/api/v1/backfills", json=body)
+    created = call_api("POST", url, token, "/api/v1/backfills", json=body)
     progress = created["progress"]
     console.print(
         f"Backfill [bold]{created['id']}[/] of [bold]{dag_id}[/]: queued {progress['total']} "
@@ -162,4 +173,4 @@ def _follow(backfill: dict[str, Any], url: str, token: str, poll: float = 0.5) -
             if backfill["state"] in FINISHED_BACKFILL:
                 return backfill
             time.sleep(poll)
-            backfill = _call("GET", url, token, f"/api/v1/backfills/{backfill['id']}")
+            backfill = call_api("GET", url, token, f"/api/v1/backfills/{backfill['id']}")
