@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 from weir.errors import DagDefinitionError
 from weir.params import Param, serialize_params
 from weir.schedule import check_schedule
+from weir.webhooks import Webhook, check_webhooks
 
 __all__ = ["DagArguments", "DagOptions"]
 
@@ -30,7 +31,7 @@ class DagArguments(TypedDict, total=False):
     params: dict[str, Any]
     tags: list[str]
     description: str | None
-    triggers: list[Any]
+    triggers: list[Webhook]
     on_success: Any
     on_failure: Any
     retention_days: float | timedelta | None
@@ -54,7 +55,8 @@ class DagOptions:
     params: dict[str, Param] = dataclasses.field(default_factory=dict)
     tags: list[str] = dataclasses.field(default_factory=list)
     description: str | None = None
-    triggers: list[Any] = dataclasses.field(default_factory=list)
+    triggers: list[Webhook] = dataclasses.field(default_factory=list)
+    """External triggers (``weir.Webhook``); the DAG processor keeps their hooks in line."""
     on_success: Any = None
     on_failure: Any = None
     retention_days: float | None = None
@@ -102,6 +104,7 @@ class DagOptions:
         except ValueError as error:
             raise DagDefinitionError(f"{where}: {error}") from None
         self._check_retention(where)
+        check_webhooks(where, self.triggers)
 
     def _check_retention(self, where: str) -> None:
         days, runs = self.retention_days, self.retention_runs
@@ -142,4 +145,5 @@ class DagOptions:
             "has_on_failure": self.on_failure is not None,
             "retention_days": self.retention_days,
             "retention_runs": self.retention_runs,
+            "webhooks": [trigger.to_dict() for trigger in self.triggers],
         }

@@ -8,7 +8,8 @@ such transactions take their row locks in the same order and cannot deadlock.
 
 A DAG whose schedule options changed (or that has no next run planned) gets its next scheduled
 interval planned again here (``app.scheduler.due_runs.plan_next_run``); an unchanged schedule
-keeps its plan, so re-parsing a file never moves or repeats a run.
+keeps its plan, so re-parsing a file never moves or repeats a run. The webhooks a DAG declares are
+synced with each stored DAG (``app.webhooks.declared``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, DagFile, DagVersion, ImportError_
 from app.scheduler.due_runs import plan_next_run
+from app.webhooks.declared import sync_declared_hooks
 
 __all__ = [
     "FileOutcome",
@@ -76,6 +78,7 @@ async def record_parsed_file(
         planned = await _previous_schedule(session, dag_id)
         version_id = await _upsert_version(session, by_id[dag_id], file_hash, now)
         await _upsert_dag(session, fileloc, by_id[dag_id], version_id, now)
+        await sync_declared_hooks(session, dag_id, by_id[dag_id].get("webhooks") or [], now)
         if planned is None or planned != _schedule_key(by_id[dag_id]):
             await plan_next_run(session, dag_id, by_id[dag_id], now)
     previous = await _previous_dag_ids(session, fileloc)
