@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from weir.errors import Conflict, InvalidRequest, NotFound, WeirError
@@ -33,7 +34,7 @@ class Problem(BaseModel):
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 409, 422)
+    code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (400, 401, 403, 404, 409, 422)
 }
 
 _STATUS_BY_ERROR: list[tuple[type[WeirError], int]] = [
@@ -76,7 +77,19 @@ async def _http_error(_request: Request, error: Exception) -> JSONResponse:
     return response
 
 
+async def _data_error(_request: Request, error: Exception) -> JSONResponse:
+    """The database refused a value (SQLSTATE class 22: NUL in text, out of range, too long).
+
+    Models validate what they can; this is the safety net, so such input is still the client's
+    error (422) and never a 500. The transaction has already been rolled back.
+    """
+    assert isinstance(error, DataError)
+    reason = str(error.orig).splitlines()[0] if error.orig is not None else "invalid value"
+    return problem_response(422, f"A value was refused by the database: {reason}")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WeirError, _weir_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

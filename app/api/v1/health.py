@@ -20,6 +20,7 @@ class HealthPublic(BaseModel):
 
 @router.get("/health/live", operation_id="health-live")
 async def live() -> HealthPublic:
+    """The process serves HTTP (a liveness probe; touches nothing else)."""
     from weir import __version__
 
     return HealthPublic(status="ok", version=__version__)
@@ -27,6 +28,7 @@ async def live() -> HealthPublic:
 
 @router.get("/health/ready", operation_id="health-ready")
 async def ready(service: Service) -> HealthPublic:
+    """The process serves and its database answers (a readiness probe)."""
     from weir import __version__
 
     async with service.database.sessions() as session:

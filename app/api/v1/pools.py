@@ -11,8 +11,10 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from app.api.deps import Session
+from app.api.deps import Service, Session
 from app.api.problems import PROBLEM_RESPONSES
+from app.api.validation import Description, Name
+from app.audit import record
 from app.auth import Admin, Viewer
 from app.db.models import Pool, TaskInstance
 from app.scheduler.capacity import ACTIVE_STATES
@@ -27,21 +29,44 @@ router = APIRouter(prefix="/api/v1/pools", tags=["pools"], responses=PROBLEM_RES
 
 
 class PoolCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "warehouse", "slots": 4, "description": "Our small warehouse"}]
+        },
+    )
 
-    name: str = Field(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.\-]+$")
-    slots: int = Field(ge=0, description="How many slots tasks may take at once; 0 holds all.")
-    description: str | None = None
+    name: Name
+    slots: int = Field(
+        ge=0, le=1_000_000, description="How many slots tasks may take at once; 0 holds all."
+    )
+    description: Description | None = None
 
 
 class PoolPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"slots": 8}]})
 
-    slots: int | None = Field(default=None, ge=0)
-    description: str | None = None
+    slots: int | None = Field(default=None, ge=0, le=1_000_000)
+    description: Description | None = None
 
 
 class PoolPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "default_pool",
+                    "slots": 128,
+                    "description": "Tasks that name no pool",
+                    "queued_slots": 1,
+                    "running_slots": 3,
+                    "open_slots": 124,
+                    "scheduled_tasks": 0,
+                }
+            ]
+        }
+    )
+
     name: str
     slots: int
     description: str | None
@@ -104,42 +129,55 @@ async def _get_pool(session: Session, name: str) -> Pool:
 
 @router.get("", operation_id="pools-list")
 async def list_pools(session: Session, _token: Viewer) -> PoolsPublic:
+    """Every pool with its slots and how many are taken (pools are few: no paging)."""
     pools = list((await session.scalars(select(Pool).order_by(Pool.name))).all())
     return PoolsPublic(pools=await _public(session, pools), total=len(pools))
 
 
 @router.get("/{name}", operation_id="pools-get")
 async def read_pool(name: str, session: Session, _token: Viewer) -> PoolPublic:
+    """One pool with its slots and how many are taken."""
     return (await _public(session, [await _get_pool(session, name)]))[0]
 
 
 @router.post("", operation_id="pools-create", status_code=201)
-async def create_pool(body: PoolCreate, session: Session, _token: Admin) -> PoolPublic:
+async def create_pool(
+    body: PoolCreate, session: Session, service: Service, principal: Admin
+) -> PoolPublic:
+    """Create a pool; tasks naming it take its slots from then on."""
     if await session.get(Pool, body.name) is not None:
         raise Conflict(f"Pool {body.name!r} exists already; PATCH /api/v1/pools/{body.name}.")
     pool = Pool(name=body.name, slots=body.slots, description=body.description)
     session.add(pool)
     await session.flush()
+    await record(session, principal, "pool.create", body.name, service.clock.now(),
+                 detail={"slots": body.slots})  # fmt: skip
     await wake_scheduler(session)  # tasks waiting with pool_missing may go now
     return (await _public(session, [pool]))[0]
 
 
 @router.patch("/{name}", operation_id="pools-update")
-async def update_pool(name: str, body: PoolPatch, session: Session, _token: Admin) -> PoolPublic:
+async def update_pool(
+    name: str, body: PoolPatch, session: Session, service: Service, principal: Admin
+) -> PoolPublic:
+    """Change a pool's slots or description; more slots let waiting tasks go at once."""
     pool = await _get_pool(session, name)
     if body.slots is not None:
         pool.slots = body.slots
     if "description" in body.model_fields_set:
         pool.description = body.description
     await session.flush()
+    await record(session, principal, "pool.update", name, service.clock.now(),
+                 detail=body.model_dump(exclude_unset=True, exclude={"description"}))  # fmt: skip
     await wake_scheduler(session)  # more slots: waiting tasks may go now
     return (await _public(session, [pool]))[0]
 
 
 @router.delete("/{name}", operation_id="pools-delete", status_code=204)
-async def delete_pool(name: str, session: Session, _token: Admin) -> Response:
+async def delete_pool(name: str, session: Session, service: Service, principal: Admin) -> Response:
     """Delete a pool; its waiting tasks then wait with ``pool_missing`` until it is back."""
     if name == DEFAULT_POOL:
         raise Conflict(f"{DEFAULT_POOL!r} cannot be deleted: tasks that name no pool use it.")
     await session.delete(await _get_pool(session, name))
+    await record(session, principal, "pool.delete", name, service.clock.now())
     return Response(status_code=204)
