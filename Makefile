@@ -30,6 +30,10 @@ format: $(STAMP)
 	$(BIN)/ruff format weir app workers tests bench
 	$(BIN)/ruff check --fix weir app workers tests bench
 
+.PHONY: openapi
+openapi: $(STAMP) ## Regenerate docs/openapi.json from the app (CI runs it with --check)
+	$(BIN)/python -m app.api.openapi_export
+
 bench: $(STAMP) ## Throughput and latency on both backends; prints a table, writes bench/results/
 	$(BIN)/python -m bench
 
