@@ -17,6 +17,7 @@ No exception escapes but the cancellation with which the worker abandons an atte
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import reprlib
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from pydantic import ValidationError
 
 from weir.broker import Delivery
 from weir.messages import ClaimAccepted, ClaimRequest, FinishRequest, ReleaseRequest, TaskMessage
+from weir.resources import Connection, ResourceKind, VariableValue, use_resources
 from workers.callbacks import run_task_callback
 from workers.capture import log_line
 from workers.client import AttemptRefused, ExecutionClient
@@ -34,7 +36,7 @@ from workers.logs import AttemptLog
 from workers.outcome import Outcome
 from workers.runners import Runner
 
-__all__ = ["AttemptHandler"]
+__all__ = ["AttemptHandler", "AttemptResources"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +116,16 @@ class AttemptHandler:
             log.write(log_line(logging.INFO, f"{label}: running on worker {self._worker}"))
             outcome = await self._run_leased(message, claim, log)
             if outcome is not None:
+                if outcome.error:  # a traceback may quote a secret the task fetched
+                    outcome = dataclasses.replace(outcome, error=log.masker.mask(outcome.error))
                 log.write(_describe(outcome))
         return outcome, log.tail()
 
     async def _run_leased(
         self, message: TaskMessage, claim: ClaimAccepted, log: AttemptLog
     ) -> Outcome | None:
-        running = asyncio.create_task(self._runner.run(claim, log))
+        with use_resources(AttemptResources(self._client, message, log)):
+            running = asyncio.create_task(self._runner.run(claim, log))  # copies the context
         lease = Lease(self._client, message, claim)
         beating = asyncio.create_task(lease.keep(running))
         try:
@@ -182,6 +187,42 @@ class AttemptHandler:
             )
         else:
             logger.info("%s: stopping, handed the claimed attempt back before starting it", label)
+
+
+class AttemptResources:
+    """The running attempt's connections and variables, over the execution API; every secret is
+    added to the attempt's log masker before the task gets it (``weir.resources`` calls this)."""
+
+    def __init__(self, client: ExecutionClient, message: TaskMessage, log: AttemptLog) -> None:
+        self._client, self._message, self._log = client, message, log
+        self._loop = asyncio.get_running_loop()
+
+    async def afetch(self, kind: ResourceKind, name: str) -> Connection | VariableValue | None:
+        message = self._message
+        found = await self._client.fetch(
+            message.task_instance_id, message.token, message.attempt, kind, name
+        )
+        if isinstance(found, Connection):
+            self._log.masker.add(found.secret_values())
+        elif found is not None and found.is_secret:
+            self._log.masker.add([found.value])
+        return found
+
+    def fetch(self, kind: ResourceKind, name: str) -> Connection | VariableValue | None:
+        """From another thread (a pool child's pipe, ``asyncio.to_thread``): ask the loop."""
+        if _on_loop(self._loop):
+            raise RuntimeError(
+                f"In an async task, use `await weir.resources.aget_{kind}({name!r})`: a blocking "
+                "call would stall the worker's event loop, which is what fetches the answer."
+            )
+        return asyncio.run_coroutine_threadsafe(self.afetch(kind, name), self._loop).result()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 async def _settle(

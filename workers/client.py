@@ -18,9 +18,10 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -40,6 +41,7 @@ from weir.messages import (
     LogAppend,
     ReleaseRequest,
 )
+from weir.resources import Connection, ResourceKind, VariableValue
 
 __all__ = ["AttemptRefused", "ExecutionApiError", "ExecutionClient", "RetryBudget"]
 
@@ -48,6 +50,8 @@ logger = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
 
 _REFUSALS = frozenset({401, 404, 409})
+_CONNECTION = TypeAdapter(Connection)
+_VARIABLE = TypeAdapter(VariableValue)
 
 
 class ExecutionApiError(WeirError):
@@ -84,6 +88,7 @@ class RetryBudget:
     logs: float = 30.0
     finish: float = 60.0
     release: float = 10.0
+    fetch: float = 30.0
     first_wait: float = 0.2
     max_wait: float = 5.0
 
@@ -139,11 +144,45 @@ class ExecutionClient:
     async def release(self, task_instance_id: int, token: str, body: ReleaseRequest) -> None:
         await self._post(task_instance_id, "release", token, body, self._budget.release)
 
+    async def fetch(
+        self, task_instance_id: int, token: str, attempt: int, kind: ResourceKind, name: str
+    ) -> Connection | VariableValue | None:
+        """A connection or variable for the running attempt's task; None if it does not exist."""
+        url = f"{self._base}/{task_instance_id}/{kind}s/{quote(name, safe='')}"
+        request = self._http.build_request(
+            "GET", url, params={"attempt": attempt}, headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            response = await self._send(request, attempt, self._budget.fetch)
+        except AttemptRefused as exc:
+            if exc.status_code == 404:  # the attempt is checked first: 404 is the resource
+                return None
+            raise
+        try:
+            if kind == "connection":
+                return _CONNECTION.validate_json(response.content)
+            return _VARIABLE.validate_json(response.content)
+        except ValueError as exc:
+            raise ExecutionApiError(
+                f"GET {url} answered a body that is not a {kind}: {exc}"
+            ) from exc
+
     async def _post(
         self, task_instance_id: int, call: str, token: str, body: BaseModel, budget: float
     ) -> httpx.Response:
         """POST with retries of transient failures; the answer is a 2xx or an exception."""
         url = f"{self._base}/{task_instance_id}/{call}"
+        request = self._http.build_request(
+            "POST", url, json=body.model_dump(mode="json"),
+            headers={"Authorization": f"Bearer {token}"},
+        )  # fmt: skip
+        return await self._send(request, getattr(body, "attempt", None), budget)
+
+    async def _send(
+        self, request: httpx.Request, attempt: int | None, budget: float
+    ) -> httpx.Response:
+        """Send with retries of transient failures; the answer is a 2xx or an exception."""
+        url = f"{request.method} {request.url}"
         retrying = AsyncRetrying(
             stop=stop_after_delay(budget),
             wait=wait_exponential_jitter(
@@ -152,26 +191,22 @@ class ExecutionClient:
                 max=self._budget.max_wait,
             ),
             retry=retry_if_exception(_is_transient),
-            before_sleep=_retry_logger(url, getattr(body, "attempt", None)),
+            before_sleep=_retry_logger(url, attempt),
             reraise=True,
         )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._post_once(url, token, body)
+            async for try_ in retrying:
+                with try_:
+                    return await self._send_once(request, url)
         except (httpx.TransportError, _TransientError) as exc:
             raise ExecutionApiError(
-                f"POST {url} kept failing for {budget:g} s ({exc!r}); is the API at "
+                f"{url} kept failing for {budget:g} s ({exc!r}); is the API at "
                 f"{self._api_url} up, and is WEIR_API_URL right?"
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def _post_once(self, url: str, token: str, body: BaseModel) -> httpx.Response:
-        response = await self._http.post(
-            url,
-            json=body.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {token}"},
-        )
+    async def _send_once(self, request: httpx.Request, url: str) -> httpx.Response:
+        response = await self._http.send(request)
         if response.is_success:
             return response
         if response.status_code in _REFUSALS:
@@ -179,7 +214,7 @@ class ExecutionClient:
         if response.status_code == 429 or response.is_server_error:
             raise _TransientError(response)
         raise ExecutionApiError(
-            f"POST {url} answered {response.status_code}: {_problem_detail(response)}"
+            f"{url} answered {response.status_code}: {_problem_detail(response)}"
         )
 
 
@@ -191,7 +226,7 @@ def _retry_logger(url: str, attempt: int | None) -> Callable[[RetryCallState], N
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         logger.warning(
-            "POST %s (attempt %s) failed (%r); retry %d in %.1f s",
+            "%s (attempt %s) failed (%r); retry %d in %.1f s",
             url,
             attempt,
             exc,

@@ -4,24 +4,28 @@
 arrives, lingers a moment to gather more (``LINGER``), and sends everything buffered in one
 request, so a chatty task costs few requests and a short one none: what is left when the task ends
 (``tail()``) travels with the finish report instead. Task lines are echoed to this module's logger
-at DEBUG.
+at DEBUG. Secrets the task fetched (``masker``) are masked in every write before it is buffered
+or echoed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager, suppress
+from urllib.parse import quote
 
 import httpx
 
 from weir.messages import LogAppend, TaskMessage
+from weir.resources import MASK
 from workers.client import AttemptRefused, ExecutionApiError, ExecutionClient
 from workers.identity import attempt_label
 
-__all__ = ["AttemptLog"]
+__all__ = ["AttemptLog", "SecretMasker"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,32 @@ MAX_REQUEST_CHARS = 512 * 1024
 LINGER = 0.25
 """Seconds between text arriving and its shipment: live enough for a person watching the log,
 and a no-op task's log is never shipped on its own (it rides with the finish report)."""
+
+
+MIN_MASKED_CHARS = 5
+"""Shorter values are not masked (Airflow's rule): masking "1" or "yes" everywhere would wreck the
+log and hint at the value more than it hides it."""
+
+
+class SecretMasker:
+    """Replaces every secret it was given, and its URL-encoded form, with ``***``."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, values: Iterable[str]) -> None:
+        """Mask these values from now on (too short ones are ignored)."""
+        new = {form for value in values if len(value) >= MIN_MASKED_CHARS
+               for form in (value, quote(value, safe=""))} - self._secrets  # fmt: skip
+        if new:
+            self._secrets |= new
+            # Longest first, so a secret containing another is masked whole.
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(secret) for secret in ordered))
+
+    def mask(self, text: str) -> str:
+        return text if self._pattern is None else self._pattern.sub(MASK, text)
 
 
 class AttemptLog:
@@ -45,6 +75,8 @@ class AttemptLog:
         self._closed = asyncio.Event()
         self._closing = False
         self._refused = False
+        self.masker = SecretMasker()
+        """Secrets the attempt's task fetched; masked in every line written from then on."""
 
     def write(self, text: str) -> None:
         """Append ``text`` to the log; returns at once."""
@@ -82,6 +114,7 @@ class AttemptLog:
         return data
 
     def _append(self, text: str) -> None:
+        text = self.masker.mask(text)
         if not self._refused:
             self._chunks.append(text)
             self._wakeup.set()

@@ -36,7 +36,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from weir.errors import WeirError
 from weir.messages import ClaimAccepted
+from weir.resources import Resource, ResourceKind, ResourceSource, current_resources, use_resources
 from workers import capture
 from workers.capture import LogSink
 from workers.dag_cache import DagCache
@@ -84,18 +86,24 @@ class _Child:
             alive = self._process is not None and self._process.is_alive()
             return alive and not self._killed
 
-    def serve(self, call: SyncCall, deliver: Callable[[str], None]) -> Outcome | None:
+    def serve(
+        self, call: SyncCall, deliver: Callable[[str], None], resources: ResourceSource | None
+    ) -> Outcome | None:
         """Run one call (starting the process first if needed), handing each piece of its output
-        to ``deliver``; None if the process died."""
+        to ``deliver`` and answering its requests for connections and variables from
+        ``resources``; None if the process died."""
         try:
             conn = self._conn or self._start()
             conn.send(call)
             while True:
                 kind, payload = conn.recv()
-                if kind != "log":
+                if kind == "log":
+                    deliver(payload)
+                elif kind == "fetch":
+                    conn.send(_answer(resources, *payload))
+                else:
                     outcome: Outcome = payload
                     return outcome
-                deliver(payload)
         except (EOFError, OSError):
             # Closed here, by the only thread reading it: closing it under a blocked reader
             # would free its descriptor number for reuse while the read still uses it.
@@ -146,6 +154,16 @@ class _Child:
                 conn.close()
 
 
+def _answer(resources: ResourceSource | None, kind: ResourceKind, name: str) -> tuple[str, Any]:
+    """The reply to a child's ``fetch``: ("found", the resource or None) or ("error", why)."""
+    if resources is None:
+        return "error", "This worker gives tasks no connections or variables here."
+    try:
+        return "found", resources.fetch(kind, name)
+    except Exception as exc:  # the child raises it in the task, which may handle it
+        return "error", f"Could not fetch {kind} {name!r}: {exc}"
+
+
 @dataclasses.dataclass(eq=False)
 class _Delivery:
     """Brings a child's output from the pipe's thread to the event loop, in the order it came
@@ -180,10 +198,11 @@ class TaskProcessPool:
         child = self._take_child()
         self._busy.add(child)
         delivery = _Delivery(sink, asyncio.get_running_loop())
+        resources = current_resources.get()  # the attempt's, set by the attempt handler
         outcome: Outcome | None = None
         try:
             outcome = await delivery.loop.run_in_executor(
-                self._threads, child.serve, call, delivery.deliver
+                self._threads, child.serve, call, delivery.deliver, resources
             )
         finally:
             delivery.is_open = False  # late output of a stopped attempt has nowhere to go
@@ -247,7 +266,7 @@ def _run_call(call: SyncCall, sink: _PipeSink) -> Outcome:
     """Import the task and call it, with everything it prints and logs sent to the parent."""
     capture.set_process_sink(sink)
     try:
-        with capture.capture_into(sink):
+        with capture.capture_into(sink), use_resources(_PipeResources(sink)):
             try:
                 cache = _child_caches.setdefault(call.dags_folder, DagCache(call.dags_folder))
                 task = cache.load_task(call.claim)
@@ -267,6 +286,7 @@ class _PipeSink:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
+        self._asking = threading.Lock()  # one question on the pipe at a time
         self._buffer: list[str] = []
         self._size = 0
         self._finished = False
@@ -286,6 +306,23 @@ class _PipeSink:
             self._finished = True
             self._send(("result", outcome))
 
+    def ask(self, kind: ResourceKind, name: str) -> Resource | None:
+        """Ask the parent for a connection or variable. The parent registers its secrets with the
+        attempt's log masker before it answers, so the output sent after this is masked."""
+        with self._asking:
+            with self._lock:
+                if self._finished:
+                    raise WeirError("The task has ended; its connections are no longer available.")
+                self._send(("fetch", (kind, name)))
+            try:
+                reply, value = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise WeirError("The worker is gone; cannot fetch connections.") from exc
+        if reply == "error":
+            raise WeirError(value)
+        found: Resource | None = value
+        return found
+
     def _flush(self) -> None:
         if self._buffer:
             self._send(("log", "".join(self._buffer)))
@@ -294,3 +331,16 @@ class _PipeSink:
 
     def _send(self, item: tuple[str, Any]) -> None:
         self._conn.send(item)
+
+
+class _PipeResources:
+    """A pool child's ``weir.resources`` source: every question goes to the worker's process."""
+
+    def __init__(self, sink: _PipeSink) -> None:
+        self._sink = sink
+
+    def fetch(self, kind: ResourceKind, name: str) -> Resource | None:
+        return self._sink.ask(kind, name)
+
+    async def afetch(self, kind: ResourceKind, name: str) -> Resource | None:
+        return await asyncio.to_thread(self._sink.ask, kind, name)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service, Session
 from app.api.problems import PROBLEM_RESPONSES
+from app.api.v1.connections import ConnIdPath, get_connection_row, reveal_connection
+from app.api.v1.variables import KeyPath, get_variable_row, reveal_variable
 from app.execution import service as execution
 from app.scheduler.outcomes import load_task_instance, record_reschedule
 from app.scheduler.wakeup import wake_scheduler
@@ -25,6 +27,7 @@ from weir.messages import (
     LogAppend,
     ReleaseRequest,
 )
+from weir.resources import Connection, VariableValue
 from weir.states import TaskState
 
 __all__ = ["router"]
@@ -125,3 +128,43 @@ async def release(
     await execution.release_attempt(session, ti_id, body.attempt)
     await wake_scheduler(session)
     return Response(status_code=204)
+
+
+# --- What a running task reads: its connections and variables (invariant 6) ---------------------
+
+AttemptQuery = Annotated[int, Query(ge=0, description="The attempt the token was issued for.")]
+
+
+async def _authorise_running(
+    service: ServiceState, session: AsyncSession, token: str, ti_id: int, attempt: int
+) -> None:
+    """Secrets go only to the attempt that is running now: a stale or finished one gets 409."""
+    _authorise(service, token, ti_id, attempt)
+    ti = await load_task_instance(session, ti_id)
+    if ti is None or ti.attempt != attempt or ti.state != TaskState.RUNNING:
+        raise Conflict(
+            f"Attempt {attempt} of task instance {ti_id} is not running: only a running attempt "
+            "may read connections and variables."
+        )
+
+
+@router.get(
+    "/task-instances/{ti_id}/connections/{conn_id}", operation_id="execution-connection-get"
+)
+async def read_connection(
+    ti_id: int, conn_id: ConnIdPath, attempt: AttemptQuery, token: Token, service: Service,
+    session: Session,
+) -> Connection:  # fmt: skip
+    """The connection in clear, for the running attempt's task; 404 if it does not exist."""
+    await _authorise_running(service, session, token, ti_id, attempt)
+    return reveal_connection(await get_connection_row(session, conn_id), service.secrets)
+
+
+@router.get("/task-instances/{ti_id}/variables/{key}", operation_id="execution-variable-get")
+async def read_variable(
+    ti_id: int, key: KeyPath, attempt: AttemptQuery, token: Token, service: Service,
+    session: Session,
+) -> VariableValue:  # fmt: skip
+    """The variable's value in clear, for the running attempt's task; 404 if it does not exist."""
+    await _authorise_running(service, session, token, ti_id, attempt)
+    return reveal_variable(await get_variable_row(session, key), service.secrets)
