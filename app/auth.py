@@ -2,11 +2,14 @@
 
 Tokens are random, shown once, and stored as their SHA-256; each belongs to a user and carries
 that user's role at the time of the request. Routes declare the least role they need with the
-``Viewer``, ``Operator`` and ``Admin`` aliases and receive the ``Principal`` that called.
+``Viewer``, ``Operator`` and ``Admin`` aliases and receive the ``Principal`` that called; the
+``RoleRequirement`` behind each alias is what ``app.api.openapi`` reads to document the role.
+Passwords (argon2, ``app.passwords``) serve the dashboard's login through ``verify_login``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -20,20 +23,24 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service
 from app.db.models import ApiToken, User
+from app.passwords import hash_password, needs_rehash, verify_password
 
 __all__ = [
     "Admin",
     "Operator",
     "Principal",
     "Role",
+    "RoleRequirement",
     "Viewer",
     "authenticate",
     "create_token",
+    "ensure_password",
     "ensure_token",
     "ensure_user",
     "hash_token",
     "issue_token",
     "require",
+    "verify_login",
 ]
 
 
@@ -139,11 +146,18 @@ async def authenticate(session: AsyncSession, token: str, now: datetime) -> Prin
     return Principal(user_id=user_id, username=username, role=Role(role), token_id=token_id)
 
 
-def require(role: Role) -> object:
-    """A dependency admitting bearer tokens of ``role`` or higher."""
+class RoleRequirement:
+    """The dependency admitting bearer tokens of ``role`` or higher.
 
-    async def check(
-        service: Service, authorization: Annotated[str | None, Header()] = None
+    A class rather than a closure so that the role stays readable on the route's dependency tree:
+    the OpenAPI document derives each operation's ``x-weir-role`` from it, never from a list.
+    """
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    async def __call__(
+        self, service: Service, authorization: Annotated[str | None, Header()] = None
     ) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
@@ -154,11 +168,46 @@ def require(role: Role) -> object:
         if found is None:
             raise HTTPException(401, "The API token is unknown, revoked or expired.",
                                 {"WWW-Authenticate": "Bearer"})  # fmt: skip
-        if not found.role.allows(role):
-            raise HTTPException(403, f"This needs the {role} role; the token has {found.role}.")
+        if not found.role.allows(self.role):
+            raise HTTPException(
+                403, f"This needs the {self.role} role; the token has {found.role}."
+            )
         return found
 
-    return Depends(check)
+
+def require(role: Role) -> object:
+    """``Depends`` on a ``RoleRequirement`` of ``role``."""
+    return Depends(RoleRequirement(role))
+
+
+async def verify_login(
+    session: AsyncSession, username: str, password: str, now: datetime
+) -> Principal | None:
+    """Who logs in with this username and password, if they match an enabled user.
+
+    An unknown user costs the same time as a wrong password. A hash made with weaker parameters
+    than today's is replaced (in the caller's transaction) while the clear password is at hand.
+    """
+    user = await session.scalar(select(User).where(User.username == username))
+    stored = user.password_hash if user is not None else None
+    if not await asyncio.to_thread(verify_password, stored, password):
+        return None
+    assert user is not None and stored is not None  # a match needs a stored hash
+    if user.disabled_at is not None:
+        return None
+    if needs_rehash(stored):
+        user.password_hash = await asyncio.to_thread(hash_password, password)
+    return Principal(user_id=user.id, username=user.username, role=Role(user.role))
+
+
+async def ensure_password(
+    session: AsyncSession, username: str, role: Role, password: str, now: datetime
+) -> None:
+    """Make ``username`` exist, enabled, with ``role`` and exactly this password (bootstrap)."""
+    user = await ensure_user(session, username, role, now)
+    user.role, user.disabled_at = role, None
+    if not await asyncio.to_thread(verify_password, user.password_hash, password):
+        user.password_hash = await asyncio.to_thread(hash_password, password)
 
 
 Viewer = Annotated[Principal, require(Role.VIEWER)]

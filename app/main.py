@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.api.v1 import (
     audit,
@@ -31,7 +32,7 @@ from app.api.v1 import (
     webhooks,
     xcoms,
 )
-from app.auth import Role, ensure_token
+from app.auth import Role, ensure_password, ensure_token
 from app.dashboard import routes as dashboard
 from app.db.engine import Database
 from app.db.migrate import check_schema_is_current
@@ -103,14 +104,19 @@ def create_app(
         app.include_router(module.router)
     app.include_router(dashboard.router)
     dashboard.mount_static(app)
+    install_openapi(app)
     return app
 
 
 async def _ensure_bootstrap_token(state: ServiceState) -> None:
+    """Make user ``admin`` hold WEIR_BOOTSTRAP_ADMIN_TOKEN and WEIR_BOOTSTRAP_ADMIN_PASSWORD."""
     token = state.settings.bootstrap_admin_token
-    if token is None:
+    password = state.settings.bootstrap_admin_password
+    if token is None and password is None:
         return
+    now = state.clock.now()
     async with state.database.sessions.begin() as session:
-        await ensure_token(
-            session, "admin", Role.ADMIN, token.get_secret_value(), state.clock.now()
-        )
+        if token is not None:
+            await ensure_token(session, "admin", Role.ADMIN, token.get_secret_value(), now)
+        if password is not None:
+            await ensure_password(session, "admin", Role.ADMIN, password.get_secret_value(), now)

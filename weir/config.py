@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     fernet_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     bootstrap_admin_token: SecretStr | None = None
+    bootstrap_admin_password: SecretStr | None = Field(
+        default=None, description="When set at start, user admin logs in with this password."
+    )
 
     # Scheduling and leases (seconds).
     heartbeat_interval: float = Field(default=5.0, gt=0)

@@ -22,12 +22,15 @@ from app.db.engine import create_database
 from app.db.migrate import head_revision
 from app.db.models import ApiToken, User
 from tests.support.databases import drop_postgres_database
-from tests.support.processes import weir_env
+from tests.support.processes import is_serving, spawn, weir_env
 from tests.support.services import postgres_dsn, require_postgres
-from tests.support.stack import free_port
+from tests.support.stack import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["standalone", "api", "worker", "db", "dags", "runs", "tokens"]
+COMMANDS = [
+    "standalone", "api", "worker", "db", "dags", "runs", "tasks", "connections", "variables",
+    "users", "tokens",
+]  # fmt: skip
 HELP_PAGES = {
     "standalone": ["--host", "--port", "--dags-folder", "--data-dir", "admin token"],
     "api": ["--host", "--port", "--dags-folder", "replicas"],
@@ -38,7 +41,8 @@ HELP_PAGES = {
     "dags pause": ["dag_id", "--url", "--token"],
     "dags unpause": ["dag_id", "--url", "--token"],
     "runs show": ["dag_id", "run_id", "--url", "--token"],
-    "tokens create": ["--name", "--role", "admin, operator or viewer"],
+    "tokens create": ["--name", "--user", "--expires-in-days", "--url", "--token"],
+    "users create": ["username", "--role", "admin, operator or viewer", "--password-stdin"],
 }
 SECRET_KEY = "k" * 43
 # Nothing listens here; the commands that get this far must fail before they would connect.
@@ -129,19 +133,14 @@ async def test_a_separate_process_refuses_the_in_process_queue(
 
 
 async def test_an_unknown_role_is_refused(tmp_path: Path) -> None:
-    result = await weir("tokens", "create", "--name", "x", "--role", "superuser", cwd=tmp_path)
+    result = await weir("users", "create", "x", "--role", "superuser", cwd=tmp_path)
     result.assert_refused("Unknown role 'superuser'", "admin, operator or viewer")
 
 
-@pytest.mark.parametrize(
-    "command", [["api"], ["tokens", "create", "--name", "ci"]], ids=["api", "tokens-create"]
-)
-async def test_a_database_without_the_schema_asks_for_db_upgrade(
-    command: list[str], tmp_path: Path
-) -> None:
+async def test_a_database_without_the_schema_asks_for_db_upgrade(tmp_path: Path) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
     result = await weir(
-        *command,
+        "api",
         cwd=tmp_path,
         database_url=database_url,
         broker_url=UNREACHABLE_BROKER,
@@ -194,10 +193,30 @@ async def test_db_upgrade_then_tokens_create(empty_database: str, tmp_path: Path
         assert upgraded.code == 0, upgraded.output
         assert "The database schema is up to date." in upgraded.text
 
-    created = await weir(
-        "tokens", "create", "--name", "ci", "--role", "operator",
-        cwd=tmp_path, database_url=empty_database,
-    )  # fmt: skip
+    # Users and tokens are made through the REST API, so serve the database first.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    (tmp_path / "dags").mkdir()
+    serve = ["standalone", "--port", str(port), "--data-dir", str(tmp_path / "data"),
+             "--dags-folder", str(tmp_path / "dags")]  # fmt: skip
+    env = {**weir_env(database_url=empty_database), "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    with spawn("standalone", serve, env, tmp_path / "logs") as server:
+
+        async def ready() -> bool:
+            assert server.process.poll() is None, server.output()
+            return await asyncio.to_thread(is_serving, url)
+
+        await wait_until(ready, timeout=60)
+        printed = re.search(r"Admin API token: (weir_\S+)", server.output())
+        assert printed is not None, server.output()
+        auth = ["--url", url, "--token", printed.group(1)]
+        user = await weir(
+            "users", "create", "ci", "--role", "operator", "--no-password", *auth, cwd=tmp_path
+        )
+        assert user.code == 0, user.output
+        created = await weir(
+            "tokens", "create", "--name", "ci", "--user", "ci", *auth, cwd=tmp_path
+        )
     assert created.code == 0, created.output
     token = created.output.strip().splitlines()[-1]
     assert re.fullmatch(r"weir_[A-Za-z0-9_\-]{40,}", token), created.output
@@ -206,12 +225,12 @@ async def test_db_upgrade_then_tokens_create(empty_database: str, tmp_path: Path
     try:
         async with database.sessions() as session:
             revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
-            stored = (await session.scalars(select(ApiToken))).all()
-            owners = (await session.scalars(select(User))).all()
+            ci = await session.scalar(select(User).where(User.username == "ci"))
+            stored = (await session.scalars(select(ApiToken).where(ApiToken.name == "ci"))).all()
     finally:
         await database.dispose()
     assert revision == head_revision()
-    assert [t.name for t in stored] == ["ci"]
-    assert [(u.id, u.username, u.role) for u in owners] == [(stored[0].user_id, "ci", "operator")]
+    assert ci is not None and (ci.role, ci.password_hash) == ("operator", None)
+    assert [t.user_id for t in stored] == [ci.id]
     assert stored[0].token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in repr([vars(t) for t in stored])  # only the hash is kept
