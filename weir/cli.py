@@ -16,9 +16,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from weir.cli_resources import connections_app, variables_app
+from weir.cli_users import tokens_app, users_app
 from weir.config import Settings
 from weir.errors import ConfigError, WeirError
-from weir.remote import backfill, dags_app, runs_app
+from weir.remote import backfill, dags_app, runs_app, tasks_app
 from weir.runtime import QuietServer, configure_logging, stop_on_signals
 
 if TYPE_CHECKING:
@@ -34,10 +36,13 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Manage the metadata database.", no_args_is_help=True)
-tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 cli.add_typer(db_app, name="db")
 cli.add_typer(dags_app, name="dags")
 cli.add_typer(runs_app, name="runs")
+cli.add_typer(tasks_app, name="tasks")
+cli.add_typer(connections_app, name="connections")
+cli.add_typer(variables_app, name="variables")
+cli.add_typer(users_app, name="users")
 cli.add_typer(tokens_app, name="tokens")
 cli.command()(backfill)
 
@@ -77,7 +82,7 @@ def standalone(
     ] = None,
 ) -> None:
     """Run everything in one process: API, scheduler and a worker, on a SQLite file and an
-    in-process queue. Prints the dashboard URL and an admin token."""
+    in-process queue. Prints the dashboard URL, the admin login and an admin token."""
     settings = _settings(host=host, port=port, dags_folder=dags_folder, data_dir=data_dir)
     settings = _standalone_settings(settings)
     configure_logging(settings.log_level)
@@ -85,7 +90,8 @@ def standalone(
 
 
 def _standalone_settings(settings: Settings) -> Settings:
-    """Fill in what a newcomer should not have to: database file, secret key, admin token."""
+    """Fill in what a newcomer should not have to: database file, secret key, admin token and
+    password (kept in the data directory, so a restart keeps them)."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     updates: dict[str, Any] = {"api_url": f"http://{settings.host}:{settings.port}"}
@@ -95,6 +101,8 @@ def _standalone_settings(settings: Settings) -> Settings:
         updates["secret_key"] = _read_or_create(data_dir / "secret_key")
     if settings.bootstrap_admin_token is None:
         updates["bootstrap_admin_token"] = _read_or_create(data_dir / "admin_token", "weir_")
+    if settings.bootstrap_admin_password is None:
+        updates["bootstrap_admin_password"] = _read_or_create(data_dir / "admin_password")
     return Settings(**{**settings.model_dump(exclude_unset=True), **updates})
 
 
@@ -123,6 +131,7 @@ async def _standalone(settings: Settings) -> None:
     token = settings.bootstrap_admin_token
     console.print(f"Weir is starting at [bold]{settings.api_url}[/] with DAGs from "
                   f"[bold]{settings.dags_folder}[/].")  # fmt: skip
+    _print_admin_login(settings)
     console.print(f"Admin API token: [bold]{token.get_secret_value() if token else ''}[/]")
     serving = asyncio.create_task(server.serve(), name="http")
     working = asyncio.create_task(Worker(settings, broker).run(stop), name="worker")
@@ -135,6 +144,13 @@ async def _standalone(settings: Settings) -> None:
         await asyncio.gather(serving, return_exceptions=True)
         await broker.close()
         await database.dispose()
+
+
+def _print_admin_login(settings: Settings) -> None:
+    password = settings.bootstrap_admin_password
+    shown = escape(password.get_secret_value()) if password else ""
+    console.print(f"Dashboard: [bold]{settings.api_url}/[/]  (log in as [bold]admin[/], "
+                  f"password [bold]{shown}[/])")  # fmt: skip
 
 
 @cli.command()
@@ -261,37 +277,6 @@ def db_upgrade() -> None:
         errors.print(f"[red]error:[/] {escape(_database_problem(settings.database_url, error))}")
         raise typer.Exit(2) from error
     console.print("The database schema is up to date.")
-
-
-@tokens_app.command("create")
-def tokens_create(
-    name: Annotated[str, typer.Option(help="What the token is for.")],
-    role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "viewer",
-) -> None:
-    """Create an API token in WEIR_DATABASE_URL and print it (it is shown only once)."""
-    from app.auth import Role
-
-    try:
-        parsed = Role(role)
-    except ValueError as error:
-        errors.print(f"[red]Unknown role {role!r}[/]: use admin, operator or viewer.")
-        raise typer.Exit(2) from error
-    _run(_tokens_create(_settings(), name, parsed))
-
-
-async def _tokens_create(settings: Settings, name: str, role: Any) -> None:
-    from app.auth import create_token
-    from app.db.engine import create_database
-    from weir.clock import SystemClock
-
-    database = create_database(settings.database_url)
-    try:
-        await _check_database(settings, database)
-        async with database.sessions.begin() as session:
-            clear = await create_token(session, name, role, SystemClock().now())
-    finally:
-        await database.dispose()
-    console.print(clear)
 
 
 def main() -> None:

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,12 +25,14 @@ __all__ = [
     "dags_app",
     "errors",
     "runs_app",
+    "tasks_app",
 ]
 
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 dags_app = typer.Typer(help="List, trigger, pause and unpause DAGs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect DAG runs.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Clear task instances and read their logs.", no_args_is_help=True)
 
 Url = Annotated[str, typer.Option("--url", envvar="WEIR_API_URL", help="The Weir API to talk to.")]
 Token = Annotated[
@@ -174,3 +178,109 @@ def _follow(backfill: dict[str, Any], url: str, token: str, poll: float = 0.5) -
                 return backfill
             time.sleep(poll)
             backfill = call_api("GET", url, token, f"/api/v1/backfills/{backfill['id']}")
+
+
+@dags_app.command("show")
+def show_dag(dag_id: str, url: Url = DEFAULT_URL, token: Token = "") -> None:
+    """Show one DAG: its schedule, state, next run and latest runs."""
+    dag = call_api("GET", url, token, f"/api/v1/dags/{dag_id}")
+    runs = call_api("GET", url, token, f"/api/v1/dags/{dag_id}/runs", params={"limit": 5})
+    paused = "paused" if dag["is_paused"] else "unpaused"
+    console.print(f"[bold]{escape(dag_id)}[/] ({paused}{'' if dag['is_active'] else ', inactive'})"
+                  f" from {escape(dag['fileloc'])}")  # fmt: skip
+    console.print(f"schedule: {escape(dag['schedule'] or 'manual')}   tags: "
+                  f"{escape(', '.join(dag['tags']) or '-')}   next run after: "
+                  f"{dag['next_run_after'] or '-'}")  # fmt: skip
+    if dag["description"]:
+        console.print(escape(dag["description"]))
+    console.print(f"{runs['total']} run(s); the latest:")
+    console.print(_runs_table(runs["dag_runs"]))
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table("run", "state", "type", "logical date", "started", "ended")
+    for r in runs:
+        table.add_row(escape(r["run_id"]), r["state"], r["run_type"], r["logical_date"],
+                      r["start_date"] or "", r["end_date"] or "")  # fmt: skip
+    return table
+
+
+@runs_app.command("list")
+def list_runs(
+    dag_id: str,
+    state: Annotated[
+        list[str] | None, typer.Option(help="Only runs in this state (repeatable).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 25,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """List the runs of DAG_ID, newest first."""
+    params: dict[str, Any] = {"limit": limit, "state": state or []}
+    body = call_api("GET", url, token, f"/api/v1/dags/{dag_id}/runs", params=params)
+    console.print(_runs_table(body["dag_runs"]))
+    console.print(f"{len(body['dag_runs'])} of {body['total']} run(s).")
+
+
+@tasks_app.command("clear")
+def clear_task(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    downstream: Annotated[bool, typer.Option(help="Clear every task after it too.")] = False,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Clear TASK_ID of a run so it runs again (as its next attempt, with its retries renewed)."""
+    path = f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/clear"
+    body = call_api("POST", url, token, path, json={"include_downstream": downstream})
+    for change in body["task_instances"]:
+        index = "" if change["map_index"] < 0 else f"[{change['map_index']}]"
+        console.print(f"cleared {escape(change['task_id'])}{escape(index)} "
+                      f"(was {change['previous_state']})")  # fmt: skip
+    console.print(f"{body['total']} task instance(s) cleared; run {escape(run_id)} runs again.")
+
+
+LIVE_TASK_STATES = ("none", "scheduled", "queued", "running", "up_for_retry", "up_for_reschedule")
+
+
+@tasks_app.command("logs")
+def task_logs(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    attempt: Annotated[
+        int | None, typer.Option(help="Which attempt (the latest by default).")
+    ] = None,
+    map_index: Annotated[int | None, typer.Option(help="Which instance of a mapped task.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the task ends.")
+    ] = False,
+    poll: Annotated[float, typer.Option(help="Seconds between checks when following.")] = 1.0,
+    url: Url = DEFAULT_URL,
+    token: Token = "",
+) -> None:
+    """Print a task's log. With --follow, print what comes next as it comes (following the
+    next attempts too, unless --attempt pins one) until the task ends."""
+    path = f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
+    base: dict[str, Any] = {} if map_index is None else {"map_index": map_index}
+    current, offset = attempt, 0
+    while True:
+        params = base | {"offset": offset} | ({} if current is None else {"attempt": current})
+        piece = call_api("GET", url, token, f"{path}/logs", params=params)
+        sys.stdout.write(piece["content"])
+        sys.stdout.flush()
+        current, offset = piece["attempt"], piece["next_offset"]
+        if piece["content"]:
+            continue  # more may be waiting beyond this page
+        if not follow or (piece["complete"] and attempt is not None):
+            return
+        if piece["complete"]:
+            instance = call_api("GET", url, token, path, params=base)
+            if instance["attempt"] > current:
+                current, offset = instance["attempt"], 0
+                errors.print(f"--- attempt {current} ---")
+                continue
+            if instance["state"] not in LIVE_TASK_STATES:
+                return
+        time.sleep(poll)

@@ -109,7 +109,9 @@ class Stack:
         return {t["task_id"]: t for t in response.json()["task_instances"]}
 
     async def logs(self, dag_id: str, run_id: str, task_id: str, attempt: int | None = None) -> str:
-        params = {"attempt": attempt} if attempt is not None else {}
+        params: dict[str, Any] = {"format": "text"}
+        if attempt is not None:
+            params["attempt"] = attempt
         response = await self.client.get(
             f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs", params=params
         )
