@@ -157,7 +157,9 @@ class RoleRequirement:
         self.role = role
 
     async def __call__(
-        self, service: Service, authorization: Annotated[str | None, Header()] = None
+        self,
+        service: Service,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
     ) -> Principal:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:

@@ -22,7 +22,9 @@ __all__ = [
     "ROLE_EXTENSION",
     "SECURITY_SCHEME",
     "add_security",
+    "add_webhook_payload",
     "install_openapi",
+    "problems_as_problem_json",
     "required_role",
 ]
 
@@ -92,6 +94,42 @@ def add_security(document: dict[str, Any], app: FastAPI) -> None:
                 _mark(operation, role, has_problem_schema)
 
 
+WEBHOOK_PAYLOAD = {
+    "title": "WebhookPayload",
+    "type": "object",
+    "additionalProperties": True,
+    "description": (
+        "Whatever the sending system posts (JSON, or a url-encoded form), signed as it is sent; "
+        "the hook's conf fields and filters pick from it by JSON pointer."
+    ),
+    "examples": [{"ref": "refs/heads/main", "repository": {"full_name": "acme/shop"}}],
+}
+"""The webhook trigger reads its body raw (to check the signature over the exact bytes), so the
+body's schema is declared here rather than derived from a model."""
+
+
+def add_webhook_payload(document: dict[str, Any]) -> None:
+    document.setdefault("components", {}).setdefault("schemas", {})["WebhookPayload"] = (
+        WEBHOOK_PAYLOAD
+    )
+
+
+def problems_as_problem_json(document: dict[str, Any]) -> None:
+    """Declare error answers as ``application/problem+json`` only, as they are sent.
+
+    FastAPI files a response model under ``application/json`` and leaves the media type we add
+    empty; move the schema where the answers really are (RFC 9457).
+    """
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if not status.startswith(("4", "5")) or "application/json" not in content:
+                    continue
+                schema = content.pop("application/json").get("schema", _PROBLEM)
+                content["application/problem+json"] = {"schema": schema}
+
+
 def install_openapi(app: FastAPI) -> None:
     """Make ``app.openapi()`` (and ``/openapi.json``) carry the security marks.
 
@@ -103,6 +141,8 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         document = generate()
         add_security(document, app)
+        add_webhook_payload(document)
+        problems_as_problem_json(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -32,7 +32,13 @@ from weir.states import TaskState
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/execution/v1", tags=["execution"], responses=PROBLEM_RESPONSES)
+# Workers' own contract (docs/architecture.md), not part of the public document and its clients.
+router = APIRouter(
+    prefix="/execution/v1",
+    tags=["execution"],
+    responses=PROBLEM_RESPONSES,
+    include_in_schema=False,
+)
 
 
 def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:

@@ -63,7 +63,10 @@ class WebhookDeliveryReceipt(BaseModel):
         "security": [],  # no bearer token: the HMAC signature is the credential
         "requestBody": {
             "description": "Any JSON or url-encoded form body, signed with the hook's secret.",
-            "content": {"application/json": {"schema": {}}},
+            "content": {
+                media: {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}
+                for media in ("application/json", "application/x-www-form-urlencoded")
+            },
         },
     },
 )
