@@ -130,7 +130,7 @@ async def test_the_newcomers_path(tmp_path: Path) -> None:
         assert f"etl run {run_id}: success" in shown, shown
         assert all(task in shown for task in ("extract", "transform", "load")), shown
         # Return values travelled extract -> transform -> load, and the context was there.
-        logs_url = f"/api/v1/dags/etl/runs/{run_id}/tasks/load/logs"
+        logs_url = f"/api/v1/dags/etl/runs/{run_id}/tasks/load/logs?format=text"
         assert f"run {run_id} loaded 3 rows, total 60" in (await client.get(logs_url)).text
 
         async with httpx.AsyncClient(base_url=weir.url, timeout=30) as browser:  # no token

@@ -78,7 +78,7 @@ def _states(rows: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
 
 async def _logs(stack: Stack, dag_id: str, run_id: str, task_id: str, **params: Any) -> str:
     url = f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs"
-    response = await stack.client.get(url, params=params)
+    response = await stack.client.get(url, params={**params, "format": "text"})
     assert response.status_code == 200, response.text
     return response.text
 
