@@ -1,17 +1,18 @@
-"""The failure notifier: POSTs a JSON summary of every failed DAG run to ``WEIR_NOTIFY_URL``.
+"""The failure notifier: POSTs a JSON summary of every run the scheduler failed to
+``WEIR_NOTIFY_URL``, at least once, across restarts and replicas.
 
-The scheduler never waits for it: a step that fails a run records the run's id on its session
-(``app.db.transitions.FAILED_RUNS``), the scheduler loop hands the ids over after the commit
-(``notify``, a queue put), and this loop sends each summary in a task of its own, retried with
-exponential backoff on connection errors, 5xx, 408 and 429 for ``notify_give_up_after`` seconds.
+It is an outbox (``app.db.notifications``): the scheduler writes a ``notification`` row in the
+transaction that fails the run and wakes this loop after the commit. The loop leases due rows,
+POSTs each summary outside any transaction, deletes the row once the receiver answered 2xx, and
+otherwise records the error and the next try (``retry_at``: exponential backoff), giving up
+``notify_give_up_after`` seconds after the failure. Between sends it sleeps until the earliest
+row is due, woken early by a new row; the safety sweep bounds that sleep, so a row another
+replica leased and left behind (it crashed) is found once its lease lapses.
 
 With ``WEIR_NOTIFY_SECRET`` the body is signed: ``X-Weir-Signature: sha256=<hex>`` is the
 HMAC-SHA256 of the exact bytes sent, keyed with the secret, so a receiver can check that the
-summary comes from Weir (compare with ``hmac.compare_digest``).
-
-At most once across restarts: the queue is in memory, so the summaries of runs that failed just
-before a crash, or still being retried at shutdown, are not sent (each loss is logged). A durable
-outbox would need a schema change; the run itself, and its state in the API, are not affected.
+summary comes from Weir (compare with ``hmac.compare_digest``). ``X-Weir-Notification-Id`` is
+the same on every try of one summary: a receiver dedupes on it.
 """
 
 from __future__ import annotations
@@ -21,33 +22,46 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    wait_exponential,
-)
 
 from app.db.engine import Database
 from app.db.models import DagRun, TaskAttempt, TaskInstance
+from app.db.notifications import (
+    TakenNotification,
+    delete_notification,
+    next_notification_at,
+    record_failed_send,
+    take_due_notifications,
+)
+from app.scheduler.wakeup import Wakeup
+from weir.clock import Clock
 from weir.config import Settings
 from weir.states import TaskState
 
-__all__ = ["SIGNATURE_HEADER", "FailureNotifier", "load_failure_summary", "sign"]
+__all__ = [
+    "ID_HEADER",
+    "SIGNATURE_HEADER",
+    "FailureNotifier",
+    "backoff",
+    "load_failure_summary",
+    "retry_at",
+    "sign",
+]
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Weir-Signature"
+ID_HEADER = "X-Weir-Notification-Id"
 ERROR_CHARS = 4000
 """The end of each failed task's traceback that goes into the summary."""
+REQUEST_TIMEOUT = 10.0  # well under the lease (``app.db.notifications.LEASE``)
+BATCH = 20  # summaries sent at once
 _RETRIED_STATUSES = frozenset({408, 429})
 
 
@@ -56,10 +70,28 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the ``attempts``-th failed try: 0.5, 1, 2, … up to 60."""
+    return float(min(0.5 * 2 ** min(max(attempts - 1, 0), 16), 60.0))
+
+
+def retry_at(
+    created_at: datetime, attempts: int, now: datetime, give_up_after: float
+) -> datetime | None:
+    """When to try again after a failed try, or None to give up; the last try falls on the
+    deadline itself, so a receiver back just before it still gets the summary."""
+    deadline = created_at + timedelta(seconds=give_up_after)
+    if now >= deadline:
+        return None
+    return min(now + timedelta(seconds=backoff(attempts)), deadline)
+
+
 class FailureNotifier:
     """One per service replica, and only when ``notify_url`` is set."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, clock: Clock, *, sweep_interval: float
+    ) -> None:
         if settings.notify_url is None:
             raise ValueError("FailureNotifier needs WEIR_NOTIFY_URL")
         self._url = settings.notify_url
@@ -68,68 +100,81 @@ class FailureNotifier:
         self._give_up_after = settings.notify_give_up_after
         self._base_url = settings.api_url.rstrip("/")
         self._database = database
-        self._queue: asyncio.Queue[int] = asyncio.Queue()
-
-    def notify(self, dag_run_ids: Iterable[int]) -> None:
-        """Queue the summaries of these failed runs; returns at once (called by the scheduler)."""
-        for dag_run_id in dag_run_ids:
-            self._queue.put_nowait(dag_run_id)
+        self._clock = clock
+        self._sweep_interval = sweep_interval
+        self.ready = Wakeup()
+        """Notified by the scheduler after a commit that wrote rows."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send queued summaries until ``stop``; then abandon what is still being retried."""
-        sending: dict[asyncio.Task[None], int] = {}
-        async with httpx.AsyncClient(timeout=10.0) as http, asyncio.TaskGroup() as group:
-            while (dag_run_id := await self._next(stop)) is not None:
-                task = group.create_task(self._send(http, dag_run_id))
-                sending[task] = dag_run_id
-                task.add_done_callback(sending.pop)
-            lost = [*sending.values(), *_drain(self._queue)]
-            if lost:
-                log.warning("Stopping: failure notifications not sent for run(s) %s", lost)
-            for task in list(sending):
-                task.cancel()
+        """Send due summaries until ``stop``; a send in flight finishes first (its row's lease
+        covers a stop that cannot wait for it)."""
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
+            while not stop.is_set():
+                try:
+                    if await self.send_due(http):
+                        continue
+                    timeout = await self._idle_timeout()
+                except Exception:
+                    log.exception("failure notifier failed; retrying after the next wake-up")
+                    timeout = self._sweep_interval
+                await self.ready.wait(timeout)
 
-    async def _next(self, stop: asyncio.Event) -> int | None:
-        if stop.is_set():
-            return None
-        getting = asyncio.ensure_future(self._queue.get())
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({getting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if getting.done():
-            return getting.result()
-        getting.cancel()
-        return None
+    async def send_due(self, http: httpx.AsyncClient) -> int:
+        """Lease one batch of due rows and send them side by side; returns how many."""
+        async with self._database.sessions.begin() as session:
+            taken = await take_due_notifications(session, self._clock.now(), BATCH)
+        await asyncio.gather(*(self._deliver(http, notification) for notification in taken))
+        return len(taken)
 
-    async def _send(self, http: httpx.AsyncClient, dag_run_id: int) -> None:
-        """Build and POST one summary; a failure is logged, never raised (it would end the
-        service's loops)."""
+    async def _idle_timeout(self) -> float:
+        async with self._database.sessions() as session:
+            due = await next_notification_at(session)
+        if due is None:
+            return self._sweep_interval
+        wait = (due - self._clock.now()).total_seconds()
+        return min(max(wait, 0.0), self._sweep_interval)
+
+    async def _deliver(self, http: httpx.AsyncClient, taken: TakenNotification) -> None:
+        """Send one summary and record the outcome; never raises (it would end the service's
+        loops): what goes wrong is logged, and the row's lease brings it back."""
         try:
             async with self._database.sessions() as session:
-                summary = await load_failure_summary(session, dag_run_id, self._base_url)
-            if summary is None:
-                return
-            await self._post(http, json.dumps(summary).encode())
-        except Exception as exc:
-            log.error("Failure notification for run %s not sent: %s", dag_run_id, exc)
-        else:
-            log.info("Failure notification sent for %s %s", summary["dag_id"], summary["run_id"])
+                summary = await load_failure_summary(session, taken.dag_run_id, self._base_url)
+            if summary is not None:
+                await self._post(http, taken.id, json.dumps(summary).encode())
+        except (httpx.HTTPError, OSError) as error:
+            await self._record_failure(taken, error)
+            return
+        except Exception:
+            log.exception("failure notification %s not sent; retried later", taken.id)
+            return
+        async with self._database.sessions.begin() as session:
+            await delete_notification(session, taken.id)
+        if summary is not None:
+            log.info("Failure notification sent for dag_id=%s run_id=%s",
+                     summary["dag_id"], summary["run_id"])  # fmt: skip
 
-    async def _post(self, http: httpx.AsyncClient, body: bytes) -> None:
-        headers = {"Content-Type": "application/json"}
+    async def _post(self, http: httpx.AsyncClient, notification_id: int, body: bytes) -> None:
+        headers = {"Content-Type": "application/json", ID_HEADER: str(notification_id)}
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(body, self._secret)
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self._give_up_after),
-            wait=wait_exponential(multiplier=0.5, max=60),
-            retry=retry_if_exception(_is_retryable),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                response = await http.post(self._url, content=body, headers=headers)
-                response.raise_for_status()
+        response = await http.post(self._url, content=body, headers=headers)
+        response.raise_for_status()
+
+    async def _record_failure(self, taken: TakenNotification, error: BaseException) -> None:
+        now = self._clock.now()
+        when = None
+        if _is_retryable(error):
+            when = retry_at(taken.created_at, taken.attempts, now, self._give_up_after)
+        text = f"{type(error).__name__}: {error}"[:ERROR_CHARS]
+        async with self._database.sessions.begin() as session:
+            await record_failed_send(session, taken, text, when, now)
+        if when is None:
+            log.error("Failure notification %s for run %s given up after %d tries: %s",
+                      taken.id, taken.dag_run_id, taken.attempts, text)  # fmt: skip
+        else:
+            log.warning("Failure notification %s: try %d failed (%s); next at %s",
+                        taken.id, taken.attempts, text, when.isoformat())  # fmt: skip
 
 
 async def load_failure_summary(
@@ -180,22 +225,4 @@ def _is_retryable(error: BaseException) -> bool:
     if isinstance(error, httpx.HTTPStatusError):
         status = error.response.status_code
         return status >= 500 or status in _RETRIED_STATUSES
-    return isinstance(error, httpx.TransportError)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning(
-        "Failure notification: attempt %d failed (%s); retrying in %.1f s",
-        state.attempt_number,
-        error,
-        wait,
-    )
-
-
-def _drain(queue: asyncio.Queue[int]) -> list[int]:
-    drained = []
-    while not queue.empty():
-        drained.append(queue.get_nowait())
-    return drained
+    return isinstance(error, (httpx.TransportError, OSError))

@@ -30,7 +30,11 @@ class ServiceLoops:
     def __init__(self, state: ServiceState, broker: Broker) -> None:
         settings = state.settings
         self.notifier = (
-            FailureNotifier(settings, state.database) if settings.notify_url is not None else None
+            FailureNotifier(
+                settings, state.database, state.clock, sweep_interval=settings.sweep_interval
+            )
+            if settings.notify_url is not None
+            else None
         )
         self.scheduler = Scheduler(
             state.database,
@@ -40,7 +44,7 @@ class ServiceLoops:
             outbox_ready=state.outbox_ready,
             versions=state.versions,
             sweep_interval=settings.sweep_interval,
-            on_failed_runs=self.notifier.notify if self.notifier is not None else None,
+            notifier_ready=self.notifier.ready if self.notifier is not None else None,
         )
         self.relay = OutboxRelay(
             state.database, broker, state.outbox_ready, sweep_interval=settings.sweep_interval
@@ -55,6 +59,8 @@ class ServiceLoops:
         """Wake every waiting loop, so that a set ``stop`` is seen at once."""
         self._state.scheduler_wakeup.notify()
         self._state.outbox_ready.notify()
+        if self.notifier is not None:
+            self.notifier.ready.notify()
 
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:

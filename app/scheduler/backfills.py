@@ -5,9 +5,15 @@ whose logical date lies in ``[start, end]`` and is complete by now, skipping log
 already have a run of any type (the partial unique index on scheduled and backfill runs is the
 backstop against a scheduler creating the same interval concurrently). Its runs count against the
 backfill's own ``max_active_runs`` (``run_starts.py``), so it and the schedule cannot starve each
-other. Only a ``running`` backfill has that budget: pausing holds its queued runs, cancelling fails
-them (as Airflow does), and runs already running finish either way. A scheduler step marks a
-backfill ``completed`` once none of its runs is queued or running.
+other. Only a ``running`` backfill has that budget: pausing holds its queued runs, cancelling
+deletes them, and runs already running finish either way. A scheduler step marks a backfill
+``completed`` once none of its runs is queued or running.
+
+Why cancelling deletes the runs that never started, where Airflow marks them failed: nothing of
+them ran, so nothing failed. A failed run calls the DAG's ``on_failure`` and is sent to the
+failure notifier; a cancelled backfill of three hundred days would page three hundred times for
+a decision its operator made. Deleted, they leave no trace to explain, and the same range can be
+backfilled again once the reason for cancelling is fixed (a failed run would be skipped).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Backfill, Dag, DagRun
@@ -181,8 +187,16 @@ async def resume_backfill(session: AsyncSession, backfill_id: int, now: datetime
     return await _move(session, backfill_id, (BackfillState.PAUSED,), BackfillState.RUNNING, now)
 
 
-async def cancel_backfill(session: AsyncSession, backfill_id: int, now: datetime) -> Backfill:
-    """Fail the runs that have not started, as Airflow does; running runs finish."""
+async def cancel_backfill(
+    session: AsyncSession, backfill_id: int, now: datetime
+) -> tuple[Backfill, int]:
+    """Delete the runs that have not started (see the module's docstring); running runs finish.
+
+    Returns the backfill and how many runs were deleted. A run the scheduler is starting at this
+    moment holds its row lock: the delete waits for it, then finds it running and leaves it.
+    Task instances of a queued run are all ``none``, with nothing queued or logged: they go with
+    the run (``ON DELETE CASCADE``).
+    """
     backfill = await _move(
         session,
         backfill_id,
@@ -190,13 +204,13 @@ async def cancel_backfill(session: AsyncSession, backfill_id: int, now: datetime
         BackfillState.CANCELLED,
         now,
     )
-    await session.execute(
-        update(DagRun)
+    deleted = await session.execute(
+        delete(DagRun)
         .where(DagRun.backfill_id == backfill_id, DagRun.state == DagRunState.QUEUED)
-        .values(state=DagRunState.FAILED, end_date=now, needs_scheduling=False)
+        .returning(DagRun.id)
         .execution_options(synchronize_session=False)
     )
-    return backfill
+    return backfill, len(deleted.all())
 
 
 async def _move(

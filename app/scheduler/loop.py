@@ -1,6 +1,11 @@
 """The scheduler: wait for a wake-up, run each step in its own short transaction, repeat at once
 while a step found work. No polling: the wait's timeout is the safety sweep period, shortened to
-the next due retry or scheduled run."""
+the next moment something falls due: a retry or sensor poke, a scheduled run, a running run's
+``dagrun_timeout``.
+
+When the failure notifier is configured, each step's transaction also writes a ``notification``
+row for every run it failed (``app.db.notifications``) and wakes the notifier after the commit.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +17,10 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
+from app.db.notifications import add_failure_notifications
 from app.db.transitions import FINISHED_RUNS
 from app.execution.tokens import AttemptTokens
-from app.scheduler import backfills, dag_callbacks, due_runs, progress, run_starts, sweeps
+from app.scheduler import backfills, dag_callbacks, due_runs, progress, queueing, run_starts, sweeps
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import Wakeup
 from weir.clock import Clock
@@ -23,6 +29,10 @@ from weir.states import DagRunState
 __all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
+
+MIN_IDLE_WAIT = 0.05
+"""Something past due that the last pass could not take (another transaction held its rows)
+is tried again after this, not in a tight loop."""
 
 Step = Callable[[AsyncSession, datetime], Awaitable[int]]
 
@@ -38,7 +48,7 @@ class Scheduler:
         outbox_ready: Wakeup,
         versions: VersionCache,
         sweep_interval: float,
-        on_failed_runs: Callable[[list[int]], None] | None = None,
+        notifier_ready: Wakeup | None = None,
     ) -> None:
         self._database = database
         self._tokens = tokens
@@ -47,13 +57,13 @@ class Scheduler:
         self._outbox_ready = outbox_ready
         self._versions = versions
         self._sweep_interval = sweep_interval
-        self._on_failed_runs = on_failed_runs  # the failure notifier, told after each commit
+        self._notifier_ready = notifier_ready  # set: failed runs get a notification row
         self._last_sweep: datetime | None = None
         self._steps: list[tuple[str, Step]] = [
             ("create_due_runs", lambda s, now: due_runs.create_due_runs(s, versions, now)),
             ("start_queued_runs", run_starts.start_queued_runs),
             ("advance_flagged_runs", self._advance),
-            ("schedule_due_retries", self._retries),
+            ("queue_due_retries_and_pokes", self._retries_and_pokes),
             ("queue_scheduled", self._queue_scheduled),
             ("fail_timed_out_runs", lambda s, now: sweeps.fail_timed_out_runs(s, versions, now)),
             ("complete_finished_backfills", backfills.complete_finished_backfills),
@@ -63,13 +73,13 @@ class Scheduler:
         """Loop until ``stop``; a failing step is logged and retried at the next wake-up."""
         while not stop.is_set():
             try:
-                busy = await self.run_once()
+                if await self.run_once():
+                    continue
+                timeout = await self._idle_timeout()
             except Exception:
                 log.exception("scheduler step failed; retrying after the next wake-up")
-                busy = 0
-            if busy:
-                continue
-            await self._wakeup.wait(await self._idle_timeout())
+                timeout = self._sweep_interval
+            await self._wakeup.wait(timeout)
 
     async def run_once(self) -> int:
         """Run every step once (and the zombie sweep when due); returns the work done."""
@@ -79,7 +89,9 @@ class Scheduler:
                 now = self._clock.now()
                 count = await step(session, now)
                 count += await dag_callbacks.queue_dag_callbacks(session, self._versions, now)
-            self._tell_notifier(session.info.get(FINISHED_RUNS, {}))
+                notifications = await self._add_notifications(session, now)
+            if notifications and self._notifier_ready is not None:
+                self._notifier_ready.notify()
             if count:
                 log.debug("scheduler step %s did %d", name, count)
                 done += count
@@ -104,27 +116,33 @@ class Scheduler:
             return 0
         self._last_sweep = now
         async with self._database.sessions.begin() as session:
-            return await sweeps.fail_zombies(session, now)
+            return await sweeps.fail_zombies(session, self._versions, now)
 
-    def _tell_notifier(self, finished: dict[int, DagRunState]) -> None:
-        """After the commit: hand the runs that failed to the failure notifier."""
+    async def _add_notifications(self, session: AsyncSession, now: datetime) -> int:
+        """In the step's transaction: a notification row per run this step failed."""
+        if self._notifier_ready is None:
+            return 0
+        finished: dict[int, DagRunState] = session.info.get(FINISHED_RUNS) or {}
         failed = [run_id for run_id, state in finished.items() if state is DagRunState.FAILED]
-        if failed and self._on_failed_runs is not None:
-            self._on_failed_runs(failed)
+        return await add_failure_notifications(session, failed, now)
 
     async def _idle_timeout(self) -> float:
         async with self._database.sessions() as session:
-            due = [await sweeps.next_retry_at(session), await due_runs.next_due_at(session)]
+            due = [
+                await sweeps.next_retry_or_poke_at(session),
+                await due_runs.next_due_at(session),
+                await sweeps.next_run_timeout_at(session, self._versions),
+            ]
         timeout = self._sweep_interval
         for moment in filter(None, due):
             timeout = min(timeout, (moment - self._clock.now()).total_seconds())
-        return max(timeout, 0.0)
+        return max(timeout, MIN_IDLE_WAIT)
 
     async def _advance(self, session: AsyncSession, now: datetime) -> int:
         return await progress.advance_flagged_runs(session, self._versions, self._tokens, now)
 
-    async def _retries(self, session: AsyncSession, now: datetime) -> int:
-        return await sweeps.schedule_due_retries(session, self._tokens, now)
+    async def _retries_and_pokes(self, session: AsyncSession, now: datetime) -> int:
+        return await sweeps.queue_due_retries_and_pokes(session, self._tokens, now)
 
     async def _queue_scheduled(self, session: AsyncSession, now: datetime) -> int:
-        return await sweeps.queue_scheduled(session, self._tokens, now)
+        return await queueing.queue_scheduled(session, self._tokens, now)

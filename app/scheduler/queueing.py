@@ -7,6 +7,10 @@ task of higher priority (or of equal priority scheduled earlier). What does not 
 ``scheduled`` with its ``wait_code``/``wait_reason``; the scheduler's ``queue_scheduled`` step
 tries again on every pass, and a finished task wakes the scheduler, so a freed slot is taken
 within the pass that follows the finish, not at the next sweep.
+
+Priority decides twice: which tasks take the free capacity, and the order their messages are
+written to the outbox, which the relay keeps when it publishes. So when more tasks are queued at
+once than workers have free slots, the workers start the highest ``priority_weight`` first.
 """
 
 from __future__ import annotations
@@ -32,10 +36,25 @@ from app.scheduler.capacity import (
 )
 from weir.states import TaskState, check_transition
 
-__all__ = ["queue_attempts"]
+__all__ = ["BATCH", "queue_attempts", "queue_scheduled"]
 
 _Row = Row[int, str, str, int, int, str | None, str | None]  # the columns of ``_COLUMNS``
 COMPETITORS = 500  # waiting tasks considered beside the given ones, highest priority first
+BATCH = 500  # scheduled tasks one ``queue_scheduled`` pass takes, highest priority first
+
+
+async def queue_scheduled(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
+    """Scheduler step: queue what waits ``scheduled`` (for capacity, or handed back by a
+    stopping worker) as far as capacity allows, highest ``priority_weight`` first."""
+    statement = (
+        select(TaskInstance.id)
+        .where(TaskInstance.state == TaskState.SCHEDULED)
+        .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
+        .limit(BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list((await session.scalars(statement)).all())
+    return await queue_attempts(session, ids, tokens, now)
 
 
 async def queue_attempts(
@@ -59,7 +78,7 @@ async def queue_attempts(
     dags = {c.dag_id for c in candidates}
     await lock_capacity(session, pools, dags)
     admitted, blocked = admit(candidates, await load_capacity(session, pools, dags))
-    queued = await _queue(session, [c.id for c in admitted], now)
+    queued = await _queue(session, [c.id for c in admitted], now)  # in ``admitted``'s order
     await add_task_messages(session, queued, tokens, now)
     await _record_waits(session, rows, blocked)
     return len(queued)
@@ -113,6 +132,8 @@ def _candidate(r: _Row) -> Candidate:
 
 
 async def _queue(session: AsyncSession, ids: list[int], now: datetime) -> list[QueuedAttempt]:
+    """``scheduled -> queued``; returns the attempts in the order of ``ids`` (the database
+    returns updated rows in an order of its own)."""
     if not ids:
         return []
     statement = (
@@ -136,10 +157,11 @@ async def _queue(session: AsyncSession, ids: list[int], now: datetime) -> list[Q
         )
         .execution_options(synchronize_session=False)
     )
-    return [
-        QueuedAttempt(r.id, r.attempt, r.dag_id, r.run_id, r.task_id, r.queue)
+    queued = {
+        r.id: QueuedAttempt(r.id, r.attempt, r.dag_id, r.run_id, r.task_id, r.queue)
         for r in await session.execute(statement)
-    ]
+    }
+    return [queued[ti_id] for ti_id in ids if ti_id in queued]
 
 
 async def _record_waits(

@@ -1,9 +1,9 @@
-"""Time-driven moves: retries whose backoff ended, sensors due for their next poke, hand-backs,
-zombies whose lease lapsed, and runs past their DAG's ``dagrun_timeout``.
+"""Time-driven moves: retries whose backoff ended, sensors due for their next poke, zombies whose
+lease lapsed, and runs past their DAG's ``dagrun_timeout``.
 
-The first two are woken by events too; the zombie sweep is the safety net of invariant 2. Run
-timeouts are checked at every scheduler pass, so a late run fails within one sweep period (the
-scheduler's longest sleep) of its deadline.
+The zombie sweep is the safety net of invariant 2. Retries, pokes and run timeouts are checked at
+every scheduler pass, and the scheduler sleeps no longer than until the next of them falls due
+(``next_retry_or_poke_at``, ``next_run_timeout_at``), so each happens within a pass of its time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskAttempt, TaskInstance
@@ -26,9 +26,9 @@ from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 __all__ = [
     "fail_timed_out_runs",
     "fail_zombies",
-    "next_retry_at",
-    "queue_scheduled",
-    "schedule_due_retries",
+    "next_retry_or_poke_at",
+    "next_run_timeout_at",
+    "queue_due_retries_and_pokes",
 ]
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ _WAITING = (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE)
 """States that wait until ``next_retry_at``: a retry's backoff, or a sensor's next poke."""
 
 
-async def schedule_due_retries(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
+async def queue_due_retries_and_pokes(
+    session: AsyncSession, tokens: AttemptTokens, now: datetime
+) -> int:
     """``up_for_retry -> scheduled`` once the backoff has passed, and a sensor's ``up_for_reschedule
     -> scheduled`` at its next poke: each as a new attempt, queued at once."""
     moved = 0
@@ -65,19 +67,7 @@ async def schedule_due_retries(session: AsyncSession, tokens: AttemptTokens, now
     return moved
 
 
-async def queue_scheduled(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
-    """Queue task instances left ``scheduled`` (handed back by a stopping worker)."""
-    statement = (
-        select(TaskInstance.id)
-        .where(TaskInstance.state == TaskState.SCHEDULED)
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await session.scalars(statement)).all())
-    return await queue_attempts(session, ids, tokens, now)
-
-
-async def fail_zombies(session: AsyncSession, now: datetime) -> int:
+async def fail_zombies(session: AsyncSession, versions: VersionCache, now: datetime) -> int:
     """Fail running attempts whose lease lapsed (their worker died or lost touch)."""
     statement = (
         select(TaskInstance)
@@ -86,7 +76,6 @@ async def fail_zombies(session: AsyncSession, now: datetime) -> int:
         .with_for_update(skip_locked=True)
     )
     zombies = list((await session.scalars(statement)).all())
-    versions = VersionCache()  # zombies are rare: a cache for this sweep's batch is enough
     for ti in zombies:
         log.warning(
             "zombie: lease lapsed dag_id=%s run_id=%s task_id=%s attempt=%s worker=%s",
@@ -97,7 +86,7 @@ async def fail_zombies(session: AsyncSession, now: datetime) -> int:
     return len(zombies)
 
 
-async def next_retry_at(session: AsyncSession) -> datetime | None:
+async def next_retry_or_poke_at(session: AsyncSession) -> datetime | None:
     """When the earliest waiting retry or sensor poke is due, so the scheduler can sleep exactly
     until then."""
     statement = select(func.min(TaskInstance.next_retry_at)).where(TaskInstance.state.in_(_WAITING))
@@ -109,22 +98,45 @@ async def fail_timed_out_runs(session: AsyncSession, versions: VersionCache, now
 
     Running attempts are failed too: their workers' next heartbeat is refused (409) and they stop.
     """
-    statement = select(
-        DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.version_id, DagRun.start_date
-    ).where(DagRun.state == DagRunState.RUNNING, DagRun.start_date.is_not(None))
-    rows = (await session.execute(statement)).all()
-    if not rows:
-        return 0
-    structures = await versions.get_many(session, {row.version_id for row in rows})
     failed = 0
-    for row in rows:
-        timeout = structures[row.version_id].options.get("dagrun_timeout")
-        if timeout and row.start_date + timedelta(seconds=timeout) <= now:
+    for row, timeout, deadline in await _run_deadlines(session, versions):
+        if deadline <= now:
             error = f"The DAG run timed out: it ran longer than its dagrun_timeout ({timeout:g} s)."
             if await _fail_run(session, row.id, error, now):
                 log.warning("dag_id=%s run_id=%s failed: %s", row.dag_id, row.run_id, error)
                 failed += 1
     return failed
+
+
+async def next_run_timeout_at(session: AsyncSession, versions: VersionCache) -> datetime | None:
+    """The earliest ``dagrun_timeout`` deadline of a running run, so the scheduler wakes for it
+    rather than at the next sweep."""
+    return min(
+        (deadline for _, _, deadline in await _run_deadlines(session, versions)), default=None
+    )
+
+
+_RunRow = Row[int, str, str, int, datetime | None]
+
+
+async def _run_deadlines(
+    session: AsyncSession, versions: VersionCache
+) -> list[tuple[_RunRow, float, datetime]]:
+    """Running runs whose DAG version has a ``dagrun_timeout``: (run, timeout, deadline)."""
+    statement = select(
+        DagRun.id, DagRun.dag_id, DagRun.run_id, DagRun.version_id, DagRun.start_date
+    ).where(DagRun.state == DagRunState.RUNNING, DagRun.start_date.is_not(None))
+    rows = (await session.execute(statement)).all()
+    if not rows:
+        return []
+    structures = await versions.get_many(session, {row.version_id for row in rows})
+    deadlines = []
+    for row in rows:
+        timeout = structures[row.version_id].options.get("dagrun_timeout")
+        if timeout and row.start_date is not None:
+            deadline = row.start_date + timedelta(seconds=float(timeout))
+            deadlines.append((row, float(timeout), deadline))
+    return deadlines
 
 
 async def _fail_run(session: AsyncSession, dag_run_id: int, error: str, now: datetime) -> bool:

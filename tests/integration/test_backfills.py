@@ -156,7 +156,8 @@ async def test_backfill_budget_is_its_own(idle: Stack, clock: MovableClock) -> N
 
     cancelled = await action(idle, created["id"], "cancel")
     assert cancelled["state"] == "cancelled" and cancelled["completed_at"] is not None
-    assert [r["state"] for r in await runs_of(idle, "daily")] == ["running", "failed", "failed"]
+    assert cancelled["deleted_runs"] == 2  # the queued ones; the running one finishes
+    assert [r["state"] for r in await runs_of(idle, "daily")] == ["running"]
     await action(idle, created["id"], "resume", status=409)
 
 
@@ -179,15 +180,25 @@ async def test_pause_holds_queued_runs_until_resumed(timed: Stack, clock: Movabl
     assert done["progress"]["success"] == 3
 
 
-async def test_cancel_fails_runs_not_started(timed: Stack, clock: MovableClock) -> None:
+async def test_cancel_deletes_runs_not_started(timed: Stack, clock: MovableClock) -> None:
+    """They never ran: no failed run to call back or notify about, and the range stays free
+    for the backfill that follows the fix."""
     await write_daily(timed, "daily", clock)
     await set_paused(timed, "daily", True)
     created = await backfill(timed, "daily", day(clock, -4), day(clock, -3))
     cancelled = await action(timed, created["id"], "cancel")
-    assert cancelled["progress"] == {**NO_RUNS, "total": 2, "failed": 2}
+    assert cancelled["progress"] == NO_RUNS and cancelled["deleted_runs"] == 2
+    assert await runs_of(timed, "daily") == []
     await action(timed, created["id"], "cancel", status=409)
     await timed.app.state.loops.scheduler.run_until_idle()
     assert (await read(timed, created["id"]))["state"] == "cancelled"
+
+    again = await backfill(timed, "daily", day(clock, -4), day(clock, -3))
+    assert again["skipped"] == 0 and again["progress"]["total"] == 2
+    audit = await timed.client.get("/api/v1/audit", params={"action": "backfill.cancel"})
+    assert audit.status_code == 200, audit.text
+    [entry] = [e for e in audit.json()["entries"] if e["action"] == "backfill.cancel"]
+    assert entry["target"] == "daily" and entry["detail"]["deleted_runs"] == 2
 
 
 async def test_backfill_refusals(stack: Stack) -> None:
@@ -201,12 +212,19 @@ async def test_backfill_refusals(stack: Stack) -> None:
           "end": (now + timedelta(days=5)).isoformat()}, 422),
         ({"dag_id": "daily", "start": "2024-01-01", "end": "2024-01-02", "max_active_runs": 0},
          422),
+        ({"dag_id": "dai\x00ly", "start": "2024-01-01", "end": "2024-01-02"}, 422),
+        ({"dag_id": "daily", "start": "2024-01-01", "end": "2024-01-02",
+          "conf": {"k": "v\x00"}}, 422),
+        ({"dag_id": "daily", "start": "0001-01-01", "end": "2024-01-02"}, 422),
+        ({"dag_id": "daily", "start": "2024-01-01", "end": "2024-01-02", "surprise": 1}, 422),
     ]  # fmt: skip
     for body, status in cases:
         response = await post("/api/v1/backfills", json=body)
         assert response.status_code == status, (body, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     assert (await stack.client.get("/api/v1/backfills/999")).status_code == 404
+    for hostile in ("abc", "99999999999999999999", "-1", "%00"):
+        assert (await stack.client.get(f"/api/v1/backfills/{hostile}")).status_code == 404
     assert (await post("/api/v1/backfills/999/pause")).status_code == 404
 
 

@@ -138,6 +138,46 @@ async def test_priority_weight_orders_what_runs_first(stack: Stack) -> None:
     _assert_serial(tis)
 
 
+UNEVEN = """
+    import asyncio
+    from weir import dag, task
+
+    @dag
+    def uneven():
+        @task(priority_weight=1)
+        async def low() -> None:
+            await asyncio.sleep(0.1)
+
+        @task(priority_weight=5)
+        async def mid() -> None:
+            await asyncio.sleep(0.1)
+
+        @task(priority_weight=10)
+        async def high() -> None:
+            await asyncio.sleep(0.1)
+
+        low()
+        mid()
+        high()
+
+    uneven()
+"""
+
+
+async def test_tasks_queued_together_are_published_by_priority(
+    backend: str, tmp_path: Path
+) -> None:
+    """The pool has room for all three, the one worker for one at a time: the messages leave in
+    priority order, so the worker starts the highest first (the tasks were created low first)."""
+    async with start_stack(backend, tmp_path, sweep_interval=SWEEP, worker_concurrency=1) as stack:
+        stack.write_dag("uneven.py", UNEVEN)
+        await stack.wait_for_dag("uneven")
+        run_id = await stack.trigger("uneven")
+        assert await stack.wait_for_run("uneven", run_id) == "success"
+        tis = await stack.task_instances("uneven", run_id)
+    assert [t["task_id"] for t in _in_start_order(tis)] == ["high", "mid", "low"]
+
+
 FAN_OUT = """
     import asyncio
     from weir import dag, task

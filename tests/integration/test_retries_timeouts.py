@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import TaskAttempt, TaskInstance
-from tests.support.stack import Stack, wait_until
+from app.db.models import DagRun, TaskAttempt, TaskInstance
+from app.scheduler.sweeps import fail_zombies
+from app.scheduler.versions import DagStructure, VersionCache
+from tests.support.stack import Stack, start_stack, wait_until
+from weir.states import TaskState
 
 
 async def attempts(stack: Stack, run_id: str, task_id: str) -> list[TaskAttempt]:
@@ -128,7 +134,7 @@ DAGRUN_TIMEOUT = """
     import asyncio
     from weir import dag, task
 
-    @dag(dagrun_timeout=1)
+    @dag(dagrun_timeout=2)
     def late():
         @task
         async def sleeper() -> None:
@@ -139,7 +145,7 @@ DAGRUN_TIMEOUT = """
             pass
 
         @task
-        def quick() -> int:
+        async def quick() -> int:
             return 1
 
         after(sleeper())
@@ -165,4 +171,72 @@ async def test_a_run_past_its_dagrun_timeout_fails_with_its_unfinished_tasks(
         "quick": "success",
     }
     (sleeper,) = await attempts(stack, run_id, "sleeper")
-    assert "dagrun_timeout (1 s)" in (sleeper.error or "")
+    assert "dagrun_timeout (2 s)" in (sleeper.error or "")
+
+
+async def test_a_dagrun_timeout_fires_at_its_deadline_not_at_the_next_sweep(
+    backend: str, tmp_path: Path
+) -> None:
+    """The scheduler's idle wait ends at the earliest running run's deadline: with a 60 s sweep,
+    the run still fails within about a second of its 2 s ``dagrun_timeout``."""
+    async with start_stack(backend, tmp_path, sweep_interval=60.0) as stack:
+        stack.write_dag("late.py", DAGRUN_TIMEOUT)
+        await stack.wait_for_dag("late")
+        run_id = await stack.trigger("late")
+        assert await stack.wait_for_run("late", run_id, timeout=20) == "failed"
+        response = await stack.client.get(f"/api/v1/dags/late/runs/{run_id}")
+        run = response.json()
+    ran = datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
+    assert 2.0 <= ran.total_seconds() < 3.5, ran
+
+
+class CountingCache(VersionCache):
+    """The real cache, remembering which versions it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[int] = set()
+
+    async def get_many(
+        self, session: AsyncSession, version_ids: Iterable[int]
+    ) -> dict[int, DagStructure]:
+        wanted = set(version_ids)
+        self.asked |= wanted
+        return await super().get_many(session, wanted)
+
+
+async def test_the_zombie_sweep_reads_retry_options_through_the_given_cache(
+    backend: str, tmp_path: Path
+) -> None:
+    """The scheduler hands the sweep its shared ``VersionCache`` (no cache per sweep)."""
+    async with start_stack(backend, tmp_path, workers=0, sweep_interval=60.0) as stack:
+        stack.write_dag("backoff.py", BACKOFF)
+        await stack.wait_for_dag("backoff")
+        run_id = await stack.trigger("backoff")
+
+        async def queued() -> tuple[int, int] | None:
+            async with stack.database.sessions() as session:
+                row = (
+                    await session.execute(
+                        select(TaskInstance.id, DagRun.version_id)
+                        .join(DagRun, DagRun.id == TaskInstance.dag_run_id)
+                        .where(DagRun.run_id == run_id, TaskInstance.state == TaskState.QUEUED)
+                    )
+                ).first()
+                return (row.id, row.version_id) if row else None
+
+        ti_id, version_id = await wait_until(queued)
+        now = datetime.now(UTC)
+        async with stack.database.sessions.begin() as session:  # a claim whose worker vanished
+            await session.execute(
+                update(TaskInstance)
+                .where(TaskInstance.id == ti_id)
+                .values(state=TaskState.RUNNING, lease_expires_at=now - timedelta(seconds=1))
+            )
+        cache = CountingCache()
+        async with stack.database.sessions.begin() as session:
+            assert await fail_zombies(session, cache, now) == 1
+        assert cache.asked == {version_id}
+        async with stack.database.sessions() as session:
+            state = await session.scalar(select(TaskInstance.state).where(TaskInstance.id == ti_id))
+        assert state == TaskState.UP_FOR_RETRY

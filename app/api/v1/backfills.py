@@ -1,18 +1,21 @@
-"""``/api/v1/backfills``: create, list, read, pause, resume and cancel backfills."""
+"""``/api/v1/backfills``: create, list, read, pause, resume and cancel backfills
+(``docs/scheduling/backfills.md``); every change is audited."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from app.api.deps import Service, Session
+from app.api.pagination import Limit, Offset, OrderBy, Page, paginate
 from app.api.problems import PROBLEM_RESPONSES
 from app.api.v1.dags import get_dag
+from app.audit import record
 from app.auth import Operator, Viewer
 from app.db.models import Backfill
 from app.scheduler import backfills
@@ -24,15 +27,51 @@ __all__ = ["BackfillCreate", "BackfillProgress", "BackfillPublic", "BackfillsPub
 
 router = APIRouter(prefix="/api/v1/backfills", tags=["backfills"], responses=PROBLEM_RESPONSES)
 
+NO_NUL = r"^[^\x00]+$"  # PostgreSQL refuses NUL in text: such input must stop at validation
+MAX_ID = 2**63 - 1
+CONF_CHARS = 64_000
+BackfillIdPath = Annotated[str, Path(min_length=1, max_length=20, description="The backfill's id.")]
+SORT_KEYS = {
+    "id": Backfill.id,
+    "dag_id": Backfill.dag_id,
+    "created_at": Backfill.created_at,
+    "state": Backfill.state,
+}
+
 
 class BackfillCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"dag_id": "nightly_orders", "start": "2026-01-01", "end": "2026-01-31",
+                 "max_active_runs": 4, "conf": {}}
+            ]
+        },
+    )  # fmt: skip
 
-    dag_id: str
+    dag_id: str = Field(min_length=1, max_length=250, pattern=NO_NUL)
     start: datetime = Field(description="First logical date; without an offset, the DAG's zone.")
     end: datetime = Field(description="Last logical date (included).")
     max_active_runs: int = Field(default=4, ge=1, le=1000, description="The backfill's budget.")
     conf: dict[str, Any] = Field(default_factory=dict, description="Parameters for every run.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _plausible(cls, value: datetime) -> datetime:
+        if not 1900 <= value.year <= 2200:
+            raise ValueError("must lie between the years 1900 and 2200")
+        return value
+
+    @field_validator("conf")
+    @classmethod
+    def _storable(cls, value: dict[str, Any]) -> dict[str, Any]:
+        text = repr(value)
+        if "\x00" in text or "\\x00" in text:
+            raise ValueError("must not contain NUL characters")
+        if len(text) > CONF_CHARS:
+            raise ValueError(f"must be under {CONF_CHARS} characters")
+        return value
 
 
 class BackfillProgress(BaseModel):
@@ -44,6 +83,19 @@ class BackfillProgress(BaseModel):
 
 
 class BackfillPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"id": 7, "dag_id": "nightly_orders", "start": "2026-01-01T00:00:00Z",
+                 "end": "2026-01-31T00:00:00Z", "max_active_runs": 4, "state": "running",
+                 "conf": {}, "created_at": "2026-02-01T09:00:00Z", "completed_at": None,
+                 "progress": {"total": 29, "queued": 21, "running": 4, "success": 4,
+                              "failed": 0},
+                 "skipped": 2, "deleted_runs": None}
+            ]
+        }
+    )  # fmt: skip
+
     id: int
     dag_id: str
     start: datetime
@@ -57,6 +109,9 @@ class BackfillPublic(BaseModel):
     skipped: int | None = Field(
         default=None, description="On creation: intervals of the range that already had a run."
     )
+    deleted_runs: int | None = Field(
+        default=None, description="On cancel: queued runs deleted, as they never started."
+    )
 
 
 class BackfillsPublic(BaseModel):
@@ -65,7 +120,7 @@ class BackfillsPublic(BaseModel):
 
 
 async def _public(
-    session: Session, items: Sequence[Backfill], skipped: int | None = None
+    session: Session, items: Sequence[Backfill], **extra: int
 ) -> list[BackfillPublic]:
     counts = await backfills.backfill_progress(session, [b.id for b in items])
     return [
@@ -80,7 +135,7 @@ async def _public(
             created_at=b.created_at,
             completed_at=b.completed_at,
             progress=_progress(counts[b.id]),
-            skipped=skipped,
+            **extra,
         )
         for b in items
     ]
@@ -91,9 +146,16 @@ def _progress(counts: dict[str, int]) -> BackfillProgress:
     return BackfillProgress(total=sum(counts.values()), **{s: counts.get(s, 0) for s in states})
 
 
+def _backfill_id(raw: str) -> int:
+    """Ids are numbers: anything else names no backfill (404, like an unknown number)."""
+    if raw.isascii() and raw.isdigit() and 0 < int(raw) <= MAX_ID:
+        return int(raw)
+    raise NotFound(f"backfill {raw!r} does not exist; GET /api/v1/backfills lists them.")
+
+
 @router.post("", status_code=201, operation_id="backfills-create")
 async def create_backfill(
-    body: BackfillCreate, session: Session, service: Service, _token: Operator
+    body: BackfillCreate, session: Session, service: Service, principal: Operator
 ) -> BackfillPublic:
     """Queue a run for each interval of the range that has none (422 with none to run, or more
     than 10,000); the runs start within the backfill's own ``max_active_runs``."""
@@ -107,29 +169,42 @@ async def create_backfill(
         max_active_runs=body.max_active_runs,
         conf=body.conf,
     )
-    backfill, skipped = await backfills.create_backfill(
-        session, request, service.versions, service.clock.now()
-    )
+    now = service.clock.now()
+    backfill, skipped = await backfills.create_backfill(session, request, service.versions, now)
+    [public] = await _public(session, [backfill], skipped=skipped)
+    detail = {"backfill_id": backfill.id, "runs": public.progress.total, "skipped": skipped}
+    await record(session, principal, "backfill.create", body.dag_id, now, detail=detail)
     await wake_scheduler(session)
-    [public] = await _public(session, [backfill], skipped)
     return public
 
 
 @router.get("", operation_id="backfills-list")
 async def list_backfills(
-    session: Session, _token: Viewer, dag_id: str | None = None, limit: int = 100, offset: int = 0
+    session: Session,
+    _token: Viewer,
+    dag_id: Annotated[str | None, Query(max_length=250, pattern=NO_NUL)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    order_by: OrderBy = None,
 ) -> BackfillsPublic:
-    """Newest first, optionally of one DAG."""
-    statement = select(Backfill).order_by(Backfill.id.desc()).limit(min(limit, 1000)).offset(offset)
+    """Backfills, newest first unless ``order_by`` says otherwise (``id``, ``dag_id``,
+    ``created_at``, ``state``), optionally of one DAG."""
+    statement = select(Backfill)
     if dag_id is not None:
         statement = statement.where(Backfill.dag_id == dag_id)
-    items = (await session.scalars(statement)).all()
-    return BackfillsPublic(backfills=await _public(session, items), total=len(items))
+    rows, total = await paginate(
+        session, statement, Page(limit, offset, order_by),
+        sort_keys=SORT_KEYS, default="-id", tiebreak=Backfill.id,
+    )  # fmt: skip
+    return BackfillsPublic(backfills=await _public(session, rows), total=total)
 
 
 @router.get("/{backfill_id}", operation_id="backfills-get")
-async def read_backfill(backfill_id: int, session: Session, _token: Viewer) -> BackfillPublic:
-    backfill = await session.get(Backfill, backfill_id)
+async def read_backfill(
+    backfill_id: BackfillIdPath, session: Session, _token: Viewer
+) -> BackfillPublic:
+    """One backfill with its progress (404 if there is none with this id)."""
+    backfill = await session.get(Backfill, _backfill_id(backfill_id))
     if backfill is None:
         raise NotFound(f"backfill {backfill_id} does not exist; GET /api/v1/backfills lists them.")
     [public] = await _public(session, [backfill])
@@ -138,20 +213,26 @@ async def read_backfill(backfill_id: int, session: Session, _token: Viewer) -> B
 
 @router.post("/{backfill_id}/pause", operation_id="backfills-pause")
 async def pause_backfill(
-    backfill_id: int, session: Session, service: Service, _token: Operator
+    backfill_id: BackfillIdPath, session: Session, service: Service, principal: Operator
 ) -> BackfillPublic:
     """Its queued runs wait (409 unless running); the runs already running finish."""
-    backfill = await backfills.pause_backfill(session, backfill_id, service.clock.now())
+    now = service.clock.now()
+    backfill = await backfills.pause_backfill(session, _backfill_id(backfill_id), now)
+    await record(session, principal, "backfill.pause", backfill.dag_id, now,
+                 detail={"backfill_id": backfill.id})  # fmt: skip
     [public] = await _public(session, [backfill])
     return public
 
 
 @router.post("/{backfill_id}/resume", operation_id="backfills-resume")
 async def resume_backfill(
-    backfill_id: int, session: Session, service: Service, _token: Operator
+    backfill_id: BackfillIdPath, session: Session, service: Service, principal: Operator
 ) -> BackfillPublic:
     """Its queued runs start again (409 unless paused)."""
-    backfill = await backfills.resume_backfill(session, backfill_id, service.clock.now())
+    now = service.clock.now()
+    backfill = await backfills.resume_backfill(session, _backfill_id(backfill_id), now)
+    await record(session, principal, "backfill.resume", backfill.dag_id, now,
+                 detail={"backfill_id": backfill.id})  # fmt: skip
     await wake_scheduler(session)
     [public] = await _public(session, [backfill])
     return public
@@ -159,10 +240,14 @@ async def resume_backfill(
 
 @router.post("/{backfill_id}/cancel", operation_id="backfills-cancel")
 async def cancel_backfill(
-    backfill_id: int, session: Session, service: Service, _token: Operator
+    backfill_id: BackfillIdPath, session: Session, service: Service, principal: Operator
 ) -> BackfillPublic:
-    """Its runs that have not started fail; running ones finish (409 once completed or
-    cancelled)."""
-    backfill = await backfills.cancel_backfill(session, backfill_id, service.clock.now())
-    [public] = await _public(session, [backfill])
+    """Its runs that have not started are deleted (they never ran: no callback, no failure
+    notification, and the range can be backfilled again); running ones finish (409 once
+    completed or cancelled)."""
+    now = service.clock.now()
+    backfill, deleted = await backfills.cancel_backfill(session, _backfill_id(backfill_id), now)
+    await record(session, principal, "backfill.cancel", backfill.dag_id, now,
+                 detail={"backfill_id": backfill.id, "deleted_runs": deleted})  # fmt: skip
+    [public] = await _public(session, [backfill], deleted_runs=deleted)
     return public
