@@ -31,7 +31,7 @@ from tests.support.databases import (
     sqlite_database_url,
 )
 from tests.support.services import rabbitmq_url, require_rabbitmq
-from tests.support.stack import Stack, _running, _settings, free_port, wait_until
+from tests.support.stack import Stack, free_port, run_stack, stack_settings, wait_until
 from weir.config import Settings
 from weir.runtime import QuietServer
 
@@ -131,11 +131,11 @@ def check_summary(body: bytes, run_id: str) -> None:
 async def test_a_notification_survives_a_restart(backend: str, tmp_path: Path) -> None:
     receiver, port = Receiver(), free_port()
     async with database(backend, tmp_path) as url:
-        settings = _settings(
+        settings = stack_settings(
             backend, tmp_path, url, free_port(),
             notify_url=f"http://127.0.0.1:{port}/hook", sweep_interval=SWEEP,
         )  # fmt: skip
-        async with _running(backend, settings, workers=0) as first:
+        async with run_stack(backend, settings, workers=0) as first:
             run_id = await fail_a_run(first)
 
             async def refused() -> list[Notification] | None:
@@ -147,7 +147,7 @@ async def test_a_notification_survives_a_restart(backend: str, tmp_path: Path) -
 
         async with (
             receiving(receiver, port),
-            _running(backend, replica_settings(settings), workers=0) as second,
+            run_stack(backend, replica_settings(settings), workers=0) as second,
         ):
 
             async def delivered() -> bool:
@@ -162,13 +162,13 @@ async def test_a_notification_survives_a_restart(backend: str, tmp_path: Path) -
 async def test_two_replicas_send_a_notification_once(backend: str, tmp_path: Path) -> None:
     receiver, port = Receiver(delay=0.5), free_port()
     async with database(backend, tmp_path) as url:
-        settings = _settings(
+        settings = stack_settings(
             backend, tmp_path, url, free_port(),
             notify_url=f"http://127.0.0.1:{port}/hook", sweep_interval=1.0,
         )  # fmt: skip
         async with (
-            _running(backend, settings, workers=0) as one,
-            _running(backend, replica_settings(settings), workers=0),
+            run_stack(backend, settings, workers=0) as one,
+            run_stack(backend, replica_settings(settings), workers=0),
         ):
             run_id = await fail_a_run(one)
 

@@ -36,7 +36,15 @@ from weir.config import Settings
 from weir.runtime import QuietServer
 from workers.main import Worker
 
-__all__ = ["BACKENDS", "Stack", "free_port", "start_stack", "wait_until"]
+__all__ = [
+    "BACKENDS",
+    "Stack",
+    "free_port",
+    "run_stack",
+    "stack_settings",
+    "start_stack",
+    "wait_until",
+]
 
 BACKENDS = ("sqlite", "postgres")
 FINISHED = {"success", "failed"}
@@ -138,7 +146,9 @@ class Stack:
         self.workers.append((stop, task))
 
 
-def _settings(backend: str, tmp_path: Path, database_url: str, port: int, **extra: Any) -> Settings:
+def stack_settings(
+    backend: str, tmp_path: Path, database_url: str, port: int, **extra: Any
+) -> Settings:
     dags = tmp_path / "dags"
     dags.mkdir(exist_ok=True)
     values: dict[str, Any] = {
@@ -178,9 +188,9 @@ async def start_stack(
     else:
         database_url = await sqlite_database_url(tmp_path)
     port = free_port()
-    settings = _settings(backend, tmp_path, database_url, port, **overrides)
+    settings = stack_settings(backend, tmp_path, database_url, port, **overrides)
     try:
-        async with _running(backend, settings, workers, clock) as stack:
+        async with run_stack(backend, settings, workers, clock) as stack:
             yield stack
     finally:
         if backend == "postgres":
@@ -194,7 +204,7 @@ def _new_broker(settings: Settings) -> Broker:
 
 
 @contextlib.asynccontextmanager
-async def _running(
+async def run_stack(
     backend: str, settings: Settings, workers: int, clock: Clock | None = None
 ) -> AsyncIterator[Stack]:
     database = create_database(settings.database_url)
