@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.dag_processor.supervisor import DagProcessor
+from app.live import CHANGES_CHANNEL
 from app.notifications import FailureNotifier
 from app.relay import OutboxRelay
 from app.retention import RetentionJob
 from app.scheduler.loop import Scheduler
+from app.scheduler.wakeup import CHANNEL as WAKEUP_CHANNEL
 from app.scheduler.wakeup import listen_for_wakeups
 from app.state import ServiceState
 from weir.broker import Broker
@@ -73,7 +75,12 @@ class ServiceLoops:
             if self._state.database.is_postgres:
                 group.create_task(
                     listen_for_wakeups(
-                        self._state.settings.database_url, self._state.scheduler_wakeup, stop
+                        self._state.settings.database_url,
+                        {
+                            WAKEUP_CHANNEL: self._state.scheduler_wakeup.notify,
+                            CHANGES_CHANNEL: self._state.database.changes.publish,
+                        },
+                        stop,
                     ),
                     name="wakeup-listener",
                 )

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, DagFile, DagVersion, ImportError_
+from app.live import mark_changed
 from app.scheduler.due_runs import plan_next_run
 from app.webhooks.declared import sync_declared_hooks
 
@@ -70,6 +71,7 @@ async def record_parsed_file(
 ) -> FileOutcome:
     """Store a good parse: new versions, the DAG rows, DAGs the file no longer defines turned
     inactive. A DAG id another active file already owns is refused as this file's import error."""
+    mark_changed(session)  # the DAG list and its import errors change on live pages
     # The version names its file: a worker imports that file to run the version's tasks.
     by_id = {d["dag_id"]: {**d, "fileloc": fileloc} for d in dags}
     conflicts = await _find_owners_elsewhere(session, fileloc, by_id)
@@ -96,6 +98,7 @@ async def record_failed_file(
 ) -> None:
     """Store an import error and leave the file's DAGs as they are: their last good version keeps
     running. The new hash is kept so the same broken content is not parsed again and again."""
+    mark_changed(session)
     await _upsert_import_error(session, fileloc, error, now)
     previous = await _previous_dag_ids(session, fileloc)
     await _upsert_file(session, fileloc, file_hash, previous, now)
@@ -103,6 +106,7 @@ async def record_failed_file(
 
 async def record_deleted_file(session: AsyncSession, fileloc: str) -> FileOutcome:
     """Forget a file that is gone; its DAGs turn inactive, their versions and runs stay."""
+    mark_changed(session)
     owned = await session.scalars(select(Dag.dag_id).where(Dag.fileloc == fileloc))
     deactivated = await _deactivate(session, fileloc, set(owned))
     await session.execute(delete(ImportError_).where(ImportError_.fileloc == fileloc))

@@ -14,14 +14,22 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
+
+from app.live import ChangeFeed, install_change_feed
 
 __all__ = ["Database", "create_database"]
+
+
+class WeirSession(Session):
+    """The sessions of Weir's engines: the change feed listens to their commits."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    changes: ChangeFeed = dataclasses.field(default_factory=ChangeFeed)
 
     @property
     def is_postgres(self) -> bool:
@@ -45,7 +53,13 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
-    return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    changes = ChangeFeed()
+    info: dict[str, Any] = {}
+    install_change_feed(WeirSession, info, changes)
+    sessions = async_sessionmaker(
+        engine, expire_on_commit=False, sync_session_class=WeirSession, info=info
+    )
+    return Database(engine, sessions, changes)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

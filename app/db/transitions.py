@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskInstance
+from app.live import mark_changed
 from weir.states import DagRunState, TaskState, check_transition
 
 __all__ = [
@@ -49,7 +50,10 @@ async def set_task_state(
     )
     if attempt is not None:
         statement = statement.where(TaskInstance.attempt == attempt)
-    return (await session.execute(statement)).first() is not None
+    moved = (await session.execute(statement)).first() is not None
+    if moved:
+        mark_changed(session)
+    return moved
 
 
 async def set_task_states(
@@ -78,7 +82,10 @@ async def set_task_states(
         .returning(TaskInstance.id, TaskInstance.attempt)
         .execution_options(synchronize_session=False)
     )
-    return [(row.id, row.attempt) for row in await session.execute(statement)]
+    moved = [(row.id, row.attempt) for row in await session.execute(statement)]
+    if moved:
+        mark_changed(session)
+    return moved
 
 
 async def set_run_state(
@@ -99,6 +106,8 @@ async def set_run_state(
         .execution_options(synchronize_session=False)
     )
     changed = (await session.execute(statement)).first() is not None
+    if changed:
+        mark_changed(session)
     if changed and target in (DagRunState.SUCCESS, DagRunState.FAILED):
         session.info.setdefault(FINISHED_RUNS, {})[dag_run_id] = target
     return changed

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, DagRun, TaskInstance
+from app.live import mark_changed
 from app.scheduler.versions import VersionCache
 from weir.errors import Conflict, InvalidRequest, NotFound
 from weir.states import DagRunState, TaskState
@@ -70,6 +71,7 @@ async def create_run(
         async with session.begin_nested():
             session.add(run)
             await session.flush()
+            mark_changed(session)
     except IntegrityError as error:
         raise Conflict(
             f"DAG {dag.dag_id!r} already has a run with id {run.run_id!r} or that idempotency key."

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -49,8 +50,11 @@ async def wake_scheduler(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
 
-async def listen_for_wakeups(database_url: str, wakeup: Wakeup, stop: asyncio.Event) -> None:
-    """Forward NOTIFYs to ``wakeup`` until ``stop``; reconnects after a lost connection."""
+async def listen_for_wakeups(
+    database_url: str, callbacks: Mapping[str, Callable[[], None]], stop: asyncio.Event
+) -> None:
+    """Call ``callbacks[channel]`` on each NOTIFY of its channel until ``stop``; reconnects after
+    a lost connection, calling every callback once then (something may have been missed)."""
     import asyncpg  # only PostgreSQL deployments listen
 
     url = make_url(database_url).set(drivername="postgresql")
@@ -63,10 +67,12 @@ async def listen_for_wakeups(database_url: str, wakeup: Wakeup, stop: asyncio.Ev
             await _wait_or_stop(stop, 1.0)
             continue
         try:
-            await connection.add_listener(CHANNEL, lambda *_: wakeup.notify())
+            for channel, callback in callbacks.items():
+                await connection.add_listener(channel, lambda *_, call=callback: call())
             lost = asyncio.Event()
             connection.add_termination_listener(lambda _c, lost=lost: lost.set())
-            wakeup.notify()  # catch up on anything announced while we were not listening
+            for callback in callbacks.values():  # catch up on what came while not listening
+                callback()
             await _wait_either(stop, lost)
         finally:
             await connection.close(timeout=2)

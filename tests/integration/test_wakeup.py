@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app.db.engine import create_database
-from app.scheduler.wakeup import Wakeup, listen_for_wakeups, wake_scheduler
+from app.scheduler.wakeup import CHANNEL, Wakeup, listen_for_wakeups, wake_scheduler
 from tests.support.databases import create_postgres_database, drop_postgres_database
 
 pytestmark = pytest.mark.postgres
@@ -19,7 +19,7 @@ async def test_a_commit_elsewhere_wakes_the_listener_and_a_rollback_does_not() -
     url = await create_postgres_database()
     database = create_database(url)
     wakeup, stop = Wakeup(), asyncio.Event()
-    listener = asyncio.create_task(listen_for_wakeups(url, wakeup, stop))
+    listener = asyncio.create_task(listen_for_wakeups(url, {CHANNEL: wakeup.notify}, stop))
     try:
         # The listener announces itself once connected (it catches up on missed changes).
         assert await wakeup.wait(10)
