@@ -27,7 +27,13 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self.version = 0
+        self.closed = False
         self._changed = asyncio.Event()
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiter for good, so event streams end at once."""
+        self.closed = True
+        self.publish()
 
     def publish(self) -> None:
         self.version += 1
@@ -36,7 +42,7 @@ class ChangeFeed:
 
     async def wait(self, seen: int, timeout: float) -> int:
         """Wait until the version moves past ``seen`` (or ``timeout``); returns the version."""
-        if self.version == seen:
+        if self.version == seen and not self.closed:
             changed = self._changed
             try:
                 async with asyncio.timeout(timeout):

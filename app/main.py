@@ -102,8 +102,7 @@ def create_app(
         webhooks, webhook_trigger, users, tokens, audit, meta, health, execution,
     ):  # fmt: skip
         app.include_router(module.router)
-    app.include_router(dashboard.router)
-    dashboard.mount_static(app)
+    dashboard.install_dashboard(app)
     install_openapi(app)
     return app
 

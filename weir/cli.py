@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from weir.cli_resources import connections_app, variables_app
+from weir.cli_secrets import secrets_app
 from weir.cli_users import tokens_app, users_app
 from weir.config import Settings
 from weir.errors import ConfigError, WeirError
@@ -44,6 +45,7 @@ cli.add_typer(connections_app, name="connections")
 cli.add_typer(variables_app, name="variables")
 cli.add_typer(users_app, name="users")
 cli.add_typer(tokens_app, name="tokens")
+cli.add_typer(secrets_app, name="secrets")
 cli.command()(backfill)
 
 Host = Annotated[str | None, typer.Option(help="Interface to listen on.")]
@@ -125,7 +127,9 @@ async def _standalone(settings: Settings) -> None:
     broker = MemoryBroker()
     await broker.connect()
     app = create_app(settings, database, broker, manage_broker=False)
-    server = QuietServer(app, settings.host, settings.port, settings.log_level)
+    server = QuietServer(
+        app, settings.host, settings.port, settings.log_level, on_shutdown=database.changes.close
+    )
     stop = asyncio.Event()
     stop_on_signals(stop)
     token = settings.bootstrap_admin_token
@@ -177,7 +181,15 @@ async def _api(settings: Settings) -> None:
         await _check_database(settings, database)
         await broker.connect()
         try:
-            await _serve(QuietServer(app, settings.host, settings.port, settings.log_level))
+            await _serve(
+                QuietServer(
+                    app,
+                    settings.host,
+                    settings.port,
+                    settings.log_level,
+                    on_shutdown=database.changes.close,
+                )
+            )
         finally:
             await broker.close()
     finally:

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 __all__ = ["QuietServer", "configure_logging", "stop_on_signals"]
@@ -46,11 +46,27 @@ def _import_uvicorn() -> Any:
     return uvicorn
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 10
+"""How long a stopping server lets open requests finish before cancelling them (a safety net:
+event streams end at once through ``on_shutdown``)."""
+
+
 class QuietServer:
     """A uvicorn server that does not install signal handlers (``stop_on_signals`` owns them)."""
 
-    def __init__(self, app: Any, host: str, port: int, log_level: str) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        log_level: str,
+        *,
+        on_shutdown: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_shutdown`` runs when a shutdown starts, before uvicorn waits for open connections
+        to finish: the place to end long-lived responses (the dashboard's event streams)."""
         uvicorn = _import_uvicorn()
+        self._on_shutdown = on_shutdown
 
         class _Server(uvicorn.Server):  # type: ignore[misc,name-defined]
             @contextlib.contextmanager
@@ -59,7 +75,7 @@ class QuietServer:
 
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level.lower(), access_log=False,
-            lifespan="on",
+            lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )  # fmt: skip
         self._server = _Server(config)
 
@@ -71,4 +87,6 @@ class QuietServer:
         await self._server.serve()
 
     def shutdown(self) -> None:
+        if self._on_shutdown is not None and not self._server.should_exit:
+            self._on_shutdown()
         self._server.should_exit = True

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
@@ -44,6 +44,21 @@ _STATUS_BY_ERROR: list[tuple[type[WeirError], int]] = [
 ]
 
 
+def _answer(
+    request: Request,
+    status: int,
+    detail: str | None = None,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+) -> Response:
+    """problem+json for the APIs; an HTML page or toast for the dashboard."""
+    from app.dashboard.errors import dashboard_error, is_dashboard_request
+
+    if is_dashboard_request(request):
+        return dashboard_error(request, status, detail)
+    return problem_response(status, detail, errors=errors)
+
+
 def problem_response(
     status: int, detail: str | None = None, *, errors: list[dict[str, Any]] | None = None
 ) -> JSONResponse:
@@ -53,31 +68,34 @@ def problem_response(
     )
 
 
-async def _weir_error(_request: Request, error: Exception) -> JSONResponse:
+async def _weir_error(request: Request, error: Exception) -> Response:
     for error_type, status in _STATUS_BY_ERROR:
         if isinstance(error, error_type):
             fields = error.errors if isinstance(error, InvalidRequest) else None
-            return problem_response(status, str(error), errors=fields)
-    return problem_response(400, str(error))
+            return _answer(request, status, str(error), errors=fields)
+    return _answer(request, 400, str(error))
 
 
-async def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     fields = [
         {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()
     ]
-    return problem_response(422, "The request is not valid; see errors.", errors=fields)
+    detail = "The request is not valid; see errors."
+    if fields and not request.url.path.startswith("/api/"):
+        detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return _answer(request, 422, detail, errors=fields)
 
 
-async def _http_error(_request: Request, error: Exception) -> JSONResponse:
+async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    response = problem_response(error.status_code, str(error.detail))
+    response = _answer(request, error.status_code, str(error.detail))
     if error.headers:
         response.headers.update(error.headers)
     return response
 
 
-async def _data_error(_request: Request, error: Exception) -> JSONResponse:
+async def _data_error(request: Request, error: Exception) -> Response:
     """The database refused a value (SQLSTATE class 22: NUL in text, out of range, too long).
 
     Models validate what they can; this is the safety net, so such input is still the client's
@@ -85,7 +103,7 @@ async def _data_error(_request: Request, error: Exception) -> JSONResponse:
     """
     assert isinstance(error, DataError)
     reason = str(error.orig).splitlines()[0] if error.orig is not None else "invalid value"
-    return problem_response(422, f"A value was refused by the database: {reason}")
+    return _answer(request, 422, f"A value was refused by the database: {reason}")
 
 
 def install_problem_handlers(app: FastAPI) -> None:

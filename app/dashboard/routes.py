@@ -1,38 +1,25 @@
-"""Dashboard routes (HTML only). Issue 5 grows this into the full HTMX dashboard."""
+"""The dashboard's routes (HTML only, out of the OpenAPI document): sign-in, the live stream and
+the pages, each page in a module of its own under ``app/dashboard/pages``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import func, select
 
-from app.api.deps import Session
-from app.dashboard.templating import STATIC_DIR, templates
-from app.db.models import Dag, DagRun, ImportError_
+from app.dashboard import live, login
+from app.dashboard.errors import install_dashboard_errors
+from app.dashboard.pages import dags
+from app.dashboard.templating import STATIC_DIR
 
-__all__ = ["mount_static", "router"]
+__all__ = ["install_dashboard", "router"]
 
 router = APIRouter(include_in_schema=False)
+for module in (login, live, dags):
+    router.include_router(module.router)
 
 
-@router.get("/", response_class=HTMLResponse)
-async def dags_page(request: Request, session: Session) -> HTMLResponse:
-    dags = (await session.scalars(select(Dag).order_by(Dag.dag_id))).all()
-    latest = (
-        select(DagRun.dag_id, func.max(DagRun.id).label("run_pk"))
-        .group_by(DagRun.dag_id)
-        .subquery()
-    )
-    runs = {
-        r.dag_id: r
-        for r in (await session.scalars(select(DagRun).join(latest, DagRun.id == latest.c.run_pk)))
-    }
-    errors = (await session.scalars(select(ImportError_).order_by(ImportError_.fileloc))).all()
-    return templates.TemplateResponse(
-        request, "pages/dags.html", {"dags": dags, "latest_runs": runs, "import_errors": errors}
-    )
-
-
-def mount_static(app: FastAPI) -> None:
+def install_dashboard(app: FastAPI) -> None:
+    """Routes, static files and HTML error pages."""
+    app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_dashboard_errors(app)

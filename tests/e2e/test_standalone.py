@@ -26,6 +26,7 @@ EXAMPLES = REPO / "examples" / "dags"
 EXAMPLE_DAGS = {"etl", "fan_out", "resilient"}
 GRACE_PERIOD: float = Settings.model_fields["worker_grace_period"].default
 TOKEN_LINE = re.compile(r"Admin API token: (weir_\S+)")
+LOGIN_LINE = re.compile(r"log in as admin, password (\S+)\)")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Standalone:
     process: WeirProcess
     url: str
     token: str
+    password: str
 
     def client(self) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -63,7 +65,9 @@ async def _standalone(data_dir: Path, logs: Path, name: str) -> AsyncIterator[St
         assert url in process.output()  # the dashboard's address, for the newcomer to open
         token = printed.group(1)
         assert (data_dir / "admin_token").read_text().strip() == token
-        yield Standalone(process, url, token)
+        login = LOGIN_LINE.search(process.output())
+        assert login is not None, process.output()
+        yield Standalone(process, url, token, login.group(1))
 
 
 async def _interrupt(process: WeirProcess) -> str:
@@ -134,7 +138,13 @@ async def test_the_newcomers_path(tmp_path: Path) -> None:
         assert f"run {run_id} loaded 3 rows, total 60" in (await client.get(logs_url)).text
 
         async with httpx.AsyncClient(base_url=weir.url, timeout=30) as browser:  # no token
+            refused = await browser.get("/")
+            signed_in = await browser.post(
+                "/login", data={"username": "admin", "password": weir.password, "next": "/"}
+            )
             page = await browser.get("/")
+        assert (refused.status_code, refused.headers["location"]) == (303, "/login?next=%2F")
+        assert (signed_in.status_code, signed_in.headers["location"]) == (303, "/")
         assert page.status_code == 200
         assert all(f"<strong>{dag_id}</strong>" in page.text for dag_id in EXAMPLE_DAGS)
 

@@ -112,9 +112,15 @@ async def test_dashboard_lists_dags_and_import_errors(stack: Stack) -> None:
     stack.write_dag("broken.py", "import nowhere_to_be_found\n")
     await stack.wait_for_dag("single")
 
-    async def page() -> str | None:
-        html = (await stack.client.get("/")).text
-        return html if "broken.py" in html else None
+    async with httpx.AsyncClient(base_url=stack.settings.api_url) as anonymous:
+        refused = await anonymous.get("/")
+    assert (refused.status_code, refused.headers["location"]) == (303, "/login?next=%2F")
 
-    html = await wait_until(page)
+    async with stack.dashboard() as browser:
+
+        async def page() -> str | None:
+            html = (await browser.get("/")).text
+            return html if "broken.py" in html else None
+
+        html = await wait_until(page)
     assert "single" in html and "No module named" in html

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import socket
 import textwrap
@@ -126,6 +127,23 @@ class Stack:
         assert response.status_code == 200, response.text
         return response.text
 
+    @contextlib.asynccontextmanager
+    async def dashboard(self) -> AsyncIterator[httpx.AsyncClient]:
+        """A client signed in to the dashboard as ``admin`` (a session cookie, like a browser)
+        whose writes carry the session's CSRF token, as htmx sends it."""
+        password = self.settings.bootstrap_admin_password
+        assert password is not None
+        async with httpx.AsyncClient(base_url=self.settings.api_url, timeout=30) as client:
+            response = await client.post(
+                "/login", data={"username": "admin", "password": password.get_secret_value()}
+            )
+            assert response.status_code == 303, response.text
+            page = (await client.get("/")).text
+            found = re.search(r'"X-CSRF-Token": "([0-9a-f]+)"', page)
+            assert found is not None, page
+            client.headers["X-CSRF-Token"] = found.group(1)
+            yield client
+
     def worker_env(self, **settings: object) -> dict[str, str]:
         """The environment of a ``weir worker`` subprocess serving this stack."""
         from tests.support.processes import weir_env
@@ -162,6 +180,7 @@ def stack_settings(
         "port": port,
         "secret_key": secrets.token_urlsafe(32),
         "bootstrap_admin_token": f"weir_test_{secrets.token_urlsafe(16)}",
+        "bootstrap_admin_password": f"pw-{secrets.token_urlsafe(12)}",
         "worker_concurrency": 4,
         "worker_grace_period": 5.0,
         "dag_rescan_interval": 2.0,
@@ -212,7 +231,9 @@ async def run_stack(
     service_broker = shared or _new_broker(settings)
     await service_broker.connect()
     app = create_app(settings, database, service_broker, clock=clock, manage_broker=False)
-    server = QuietServer(app, settings.host, settings.port, "warning")
+    server = QuietServer(
+        app, settings.host, settings.port, "warning", on_shutdown=database.changes.close
+    )
     serving = asyncio.create_task(server.serve())
     token = (
         settings.bootstrap_admin_token.get_secret_value() if settings.bootstrap_admin_token else ""

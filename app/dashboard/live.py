@@ -1,0 +1,68 @@
+"""Live pages: one server-sent-event stream per page, fed by the change feed (``app.live``).
+
+A page names its live view and parameters (``sse-connect="/ui/live/dags?…"``); each view is a
+function that renders the page's live fragments (name -> HTML). The stream renders them when it
+connects and again after every committed change, and sends only the fragments whose HTML
+changed, each as an SSE event of that name that htmx swaps in (``sse-swap="<name>"``). No client
+polls; a burst of changes costs one render per open page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from sse_starlette import EventSourceResponse
+
+from app.api.deps import Service
+from app.dashboard.sessions import UiSession, UiViewer
+from weir.errors import NotFound
+
+__all__ = ["LiveView", "live_view", "router"]
+
+router = APIRouter(include_in_schema=False)
+
+LiveView = Callable[
+    [Request, AsyncSession, UiSession, Mapping[str, str]], Awaitable[dict[str, str]]
+]
+"""Renders one page's live fragments: ``(request, session, ui, query) -> {name: html}``."""
+
+_VIEWS: dict[str, LiveView] = {}
+KEEPALIVE_SECONDS = 15.0
+
+
+def live_view(name: str) -> Callable[[LiveView], LiveView]:
+    """Register a page's fragment renderer under ``name`` (``/ui/live/<name>``)."""
+
+    def register(view: LiveView) -> LiveView:
+        _VIEWS[name] = view
+        return view
+
+    return register
+
+
+@router.get("/ui/live/{view}")
+async def stream(
+    view: str, request: Request, service: Service, ui: UiViewer
+) -> EventSourceResponse:
+    renderer = _VIEWS.get(view)
+    if renderer is None:
+        raise NotFound(f"No live view {view!r}.")
+    params = dict(request.query_params)
+    feed = service.database.changes
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        sent: dict[str, str] = {}
+        seen = feed.version
+        while not feed.closed and not await request.is_disconnected():
+            async with service.database.sessions() as session:
+                fragments = await renderer(request, session, ui, params)
+            for name, html in fragments.items():
+                if sent.get(name) != html:
+                    sent[name] = html
+                    yield {"event": name, "data": html}
+            seen = await feed.wait(seen, timeout=KEEPALIVE_SECONDS)
+
+    return EventSourceResponse(events(), ping=KEEPALIVE_SECONDS)

@@ -1,0 +1,1 @@
+"""One module per dashboard page: its full-page route, its htmx actions and its live view."""
