@@ -1,5 +1,8 @@
 """``python -m bench``: run every selected scenario on every selected setup, print the table, and
-write the JSON file. Exits non-zero when a setup could not run or a run failed."""
+write the JSON file. Exits non-zero when a setup could not run or a run failed.
+
+``python -m bench api-lists [--help]`` measures the REST lists on 100,000 runs instead
+(``bench.api_lists``)."""
 
 from __future__ import annotations
 
@@ -143,6 +146,11 @@ def _caption(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["api-lists"]:
+        from bench import api_lists
+
+        return api_lists.main(argv[1:])
     args = parse_args(argv)
     configure_logging("WARNING")
     started, clock = datetime.now(UTC), time.monotonic()

@@ -29,7 +29,7 @@ from tests.support.stack import free_port, wait_until
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = [
     "standalone", "api", "worker", "db", "dags", "runs", "tasks", "connections", "variables",
-    "users", "tokens",
+    "users", "tokens", "secrets",
 ]  # fmt: skip
 HELP_PAGES = {
     "standalone": ["--host", "--port", "--dags-folder", "--data-dir", "admin token"],

@@ -17,13 +17,12 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from app.api.v1.connections import rotate_connections
-from app.api.v1.variables import rotate_variables
 from app.auth import Role, create_token
 from app.db.models import AuditEntry
 from app.db.models import Connection as ConnectionRow
 from app.db.models import Variable as VariableRow
 from app.main import create_app
+from app.secret_rotation import rotate_all
 from app.secrets import SecretBox
 from tests.support.stack import Stack, free_port, start_stack, wait_until
 from weir import __version__
@@ -190,10 +189,9 @@ async def test_key_rotation_keeps_secrets_readable(tmp_path: Path) -> None:
         async with _restarted(stack, f"{key_b},{key_a}") as client:
             assert (await client.get("/api/v1/variables/region")).json()["value"] == "eu-west-1"
             assert (await client.get("/api/v1/connections/warehouse")).json()["extra"]
-        async with stack.database.sessions.begin() as session:
-            box = SecretBox([key_b, key_a])
-            assert await rotate_connections(session, box) == 1
-            assert await rotate_variables(session, box) == 1
+        report = await rotate_all(stack.database, SecretBox([key_b, key_a]))
+        rows = {done.table: done.rows for done in report.tables}
+        assert (rows["connection"], rows["variable"]) == (1, 1)
         async with _restarted(stack, key_b) as client:  # key A is gone now
             assert (await client.get("/api/v1/variables/region")).json()["value"] == "eu-west-1"
             assert (await client.get("/api/v1/connections/warehouse")).status_code == 200

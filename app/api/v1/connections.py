@@ -36,7 +36,6 @@ __all__ = [
     "ConnectionsPublic",
     "get_connection_row",
     "reveal_connection",
-    "rotate_connections",
     "router",
 ]
 
@@ -342,14 +341,3 @@ async def probe_http(connection: Connection) -> ConnectionTestResult:
     return ConnectionTestResult(
         ok=status < 400, status=status, detail=f"{status} {response.reason_phrase}"
     )
-
-
-async def rotate_connections(session: AsyncSession, secrets: SecretBox) -> int:
-    """Re-encrypt every password and extra with the newest key; how many connections there were."""
-    rows = (await session.scalars(select(ConnectionRow))).all()
-    for row in rows:
-        if row.password_encrypted is not None:
-            row.password_encrypted = secrets.rotate(row.password_encrypted)
-        if row.extra_encrypted is not None:
-            row.extra_encrypted = secrets.rotate(row.extra_encrypted)
-    return len(rows)

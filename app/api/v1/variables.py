@@ -32,7 +32,6 @@ __all__ = [
     "VariablesPublic",
     "get_variable_row",
     "reveal_variable",
-    "rotate_variables",
     "router",
 ]
 
@@ -177,11 +176,3 @@ async def delete_variable(
     await session.delete(await get_variable_row(session, key))
     await record(session, admin, "variable.delete", key, service.clock.now())
     return Response(status_code=204)
-
-
-async def rotate_variables(session: AsyncSession, secrets: SecretBox) -> int:
-    """Re-encrypt every value with the newest key (after a key rotation); how many there were."""
-    rows = (await session.scalars(select(Variable))).all()
-    for row in rows:
-        row.value_encrypted = secrets.rotate(row.value_encrypted)
-    return len(rows)
