@@ -2,9 +2,11 @@
 
 ``WEIR_FERNET_KEYS`` is a comma-separated list of Fernet keys, newest first: new values are
 encrypted with the first, and any of them decrypts, so a key is rotated by putting a new one in
-front, re-encrypting (``SecretBox.rotate``) and later dropping the old one. Without the setting,
-one key is derived from ``WEIR_SECRET_KEY`` (HKDF-SHA256), so a newcomer needs no extra setup;
-production deployments should set their own keys.
+front, re-encrypting (``weir secrets rotate``) and later dropping the old one. Without the
+setting, one key is derived from ``WEIR_SECRET_KEY`` (HKDF-SHA256), so a newcomer needs no extra
+setup; production deployments should set their own keys. The derived key always stays last in
+the list (for decryption only, once keys are set), so leaving it is one rotation: set
+``WEIR_FERNET_KEYS``, restart, rotate.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class SecretBox:
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
         keys = [key.get_secret_value() for key in settings.fernet_keys]
-        if not keys and settings.secret_key is not None:
-            keys = [derive_fernet_key(settings.secret_key.get_secret_value())]
+        if settings.secret_key is not None:
+            derived = derive_fernet_key(settings.secret_key.get_secret_value())
+            keys += [derived] if derived not in keys else []
         return cls(keys)
 
     def encrypt(self, value: str) -> bytes:

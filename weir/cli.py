@@ -55,7 +55,7 @@ DagsFolder = Annotated[
 ]
 
 
-def _settings(**flags: Any) -> Settings:
+def load_settings(**flags: Any) -> Settings:
     """Flags win over WEIR_* variables, which win over weir.toml."""
     try:
         return Settings(**{k: v for k, v in flags.items() if v is not None})
@@ -66,7 +66,7 @@ def _settings(**flags: Any) -> Settings:
         raise typer.Exit(2) from error
 
 
-def _run(coroutine: Any) -> None:
+def run_command(coroutine: Any) -> None:
     try:
         asyncio.run(coroutine)
     except WeirError as error:
@@ -85,10 +85,10 @@ def standalone(
 ) -> None:
     """Run everything in one process: API, scheduler and a worker, on a SQLite file and an
     in-process queue. Prints the dashboard URL, the admin login and an admin token."""
-    settings = _settings(host=host, port=port, dags_folder=dags_folder, data_dir=data_dir)
+    settings = load_settings(host=host, port=port, dags_folder=dags_folder, data_dir=data_dir)
     settings = _standalone_settings(settings)
     configure_logging(settings.log_level)
-    _run(_standalone(settings))
+    run_command(_standalone(settings))
 
 
 def _standalone_settings(settings: Settings) -> Settings:
@@ -161,9 +161,9 @@ def _print_admin_login(settings: Settings) -> None:
 def api(host: Host = None, port: Port = None, dags_folder: DagsFolder = None) -> None:
     """Serve the REST API, the execution API for workers and the dashboard, and run the
     scheduler, outbox relay and DAG processor. Run as many replicas as you like."""
-    settings = _settings(host=host, port=port, dags_folder=dags_folder)
+    settings = load_settings(host=host, port=port, dags_folder=dags_folder)
     configure_logging(settings.log_level)
-    _run(_api(settings))
+    run_command(_api(settings))
 
 
 async def _api(settings: Settings) -> None:
@@ -178,7 +178,7 @@ async def _api(settings: Settings) -> None:
         app = create_app(settings, database, broker, manage_broker=False)
         # Checked here, not only in the app's lifespan, so that a missing `weir db upgrade` or an
         # unreachable service is one clear line instead of uvicorn's startup traceback.
-        await _check_database(settings, database)
+        await check_database(settings, database)
         await broker.connect()
         try:
             await _serve(
@@ -221,7 +221,7 @@ def _refuse_memory_broker(settings: Settings, command: str) -> None:
         )
 
 
-async def _check_database(settings: Settings, database: Database) -> None:
+async def check_database(settings: Settings, database: Database) -> None:
     """Raise ``ConfigError`` naming the fix unless the database answers with the current schema."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -253,11 +253,11 @@ def worker(
 ) -> None:
     """Run tasks from the broker's queues. Needs WEIR_BROKER_URL and WEIR_API_URL; never the
     database. On SIGTERM it stops taking work and lets running tasks finish."""
-    settings = _settings(
+    settings = load_settings(
         worker_queues=queues, worker_concurrency=concurrency, dags_folder=dags_folder
     )
     configure_logging(settings.log_level)
-    _run(_worker(settings))
+    run_command(_worker(settings))
 
 
 async def _worker(settings: Settings) -> None:
@@ -282,7 +282,7 @@ def db_upgrade() -> None:
 
     from app.db.migrate import upgrade
 
-    settings = _settings()
+    settings = load_settings()
     try:
         upgrade(settings.database_url)
     except (OSError, SQLAlchemyError) as error:
