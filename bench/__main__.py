@@ -37,7 +37,11 @@ _BACKENDS = {
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        epilog="python -m bench api-lists --help: the REST lists benchmark's own options.",
+    )
     parser.add_argument("--backend", choices=sorted(_BACKENDS), default="all")
     parser.add_argument(
         "--postgres-worker",

@@ -109,6 +109,10 @@ class DagRun(Base):
         UniqueConstraint("dag_id", "idempotency_key"),
         Index(None, "dag_id", "logical_date"),
         Index(None, "dag_id", "id"),
+        # Sort keys of the run lists, each ending in the tie-break (bench/api_lists.py).
+        Index(None, "logical_date", "id"),
+        Index(None, "start_date", "id"),
+        Index(None, "end_date", "id"),
         Index(None, "state"),
         Index(None, "needs_scheduling"),
         # One scheduled (or backfill) run per DAG and logical date, whichever replica creates it.
