@@ -22,7 +22,7 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    for noisy in ("aiormq", "aio_pika", "httpx", "watchfiles"):
+    for noisy in ("aiormq", "aio_pika", "httpx", "watchfiles", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
