@@ -15,60 +15,81 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-__all__ = ["CHANGES_CHANNEL", "ChangeFeed", "install_change_feed", "mark_changed"]
+__all__ = ["CHANGES_CHANNEL", "LOG", "STATE", "ChangeFeed", "install_change_feed", "mark_changed"]
 
 CHANGES_CHANNEL = "weir_changes"
+STATE = "state"
+"""A change pages show: a task or run state, a new run, a DAG parse, a setting."""
+LOG = "log"
+"""Log text appended: only log streams care, so it does not re-render every open page."""
 _CHANGED = "weir.changed"
 _FEED = "weir.change_feed"
 
 
 class ChangeFeed:
-    """A counter of committed changes that waiters can sleep on (one per process)."""
+    """Counters of committed changes that waiters can sleep on (one feed per process).
+
+    ``state_version`` counts the changes pages show; ``version`` counts those and log text too.
+    """
 
     def __init__(self) -> None:
         self.version = 0
+        self.state_version = 0
         self.closed = False
-        self._changed = asyncio.Event()
+        self._any = asyncio.Event()
+        self._state = asyncio.Event()
 
     def close(self) -> None:
         """The server is stopping: wake every waiter for good, so event streams end at once."""
         self.closed = True
-        self.publish()
+        self.publish(STATE)
 
-    def publish(self) -> None:
+    def publish(self, topic: str = STATE) -> None:
         self.version += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        woken, self._any = self._any, asyncio.Event()
+        woken.set()
+        if topic != LOG:
+            self.state_version += 1
+            woken, self._state = self._state, asyncio.Event()
+            woken.set()
 
-    async def wait(self, seen: int, timeout: float) -> int:
-        """Wait until the version moves past ``seen`` (or ``timeout``); returns the version."""
-        if self.version == seen and not self.closed:
-            changed = self._changed
+    async def wait(self, seen: int, timeout: float, *, logs: bool = False) -> int:
+        """Wait until the counter moves past ``seen`` (or ``timeout``) and return it: ``version``
+        when ``logs`` (log streams), else ``state_version`` (pages)."""
+        current = self.version if logs else self.state_version
+        if current == seen and not self.closed:
+            event = self._any if logs else self._state
             try:
                 async with asyncio.timeout(timeout):
-                    await changed.wait()
+                    await event.wait()
             except TimeoutError:
                 pass
-        return self.version
+        return self.version if logs else self.state_version
 
 
-def mark_changed(session: Any) -> None:
-    """Publish a change when this session's transaction commits (an ``AsyncSession`` or a
-    ``Session``). Cheap: a flag; the notification is sent once per transaction."""
-    info = session.info
-    info[_CHANGED] = True
+def mark_changed(session: Any, topic: str = STATE) -> None:
+    """Publish a change of ``topic`` when this session's transaction commits (an
+    ``AsyncSession`` or a ``Session``). Cheap: a flag; one notification per topic and commit."""
+    topics: set[str] = session.info.setdefault(_CHANGED, set())
+    topics.add(topic)
 
 
 def _before_commit(session: Session) -> None:
-    if session.info.get(_CHANGED) and session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANGES_CHANNEL})
+    topics = session.info.get(_CHANGED)
+    if topics and session.get_bind().dialect.name == "postgresql":
+        for topic in sorted(topics):
+            session.execute(
+                text("SELECT pg_notify(:channel, :topic)"),
+                {"channel": CHANGES_CHANNEL, "topic": topic},
+            )
 
 
 def _after_commit(session: Session) -> None:
-    if session.info.pop(_CHANGED, False):
-        feed: ChangeFeed | None = session.info.get(_FEED)
-        if feed is not None:
-            feed.publish()
+    topics = session.info.pop(_CHANGED, None)
+    feed: ChangeFeed | None = session.info.get(_FEED)
+    if topics and feed is not None:
+        for topic in topics:
+            feed.publish(topic)
 
 
 def _after_rollback(session: Session) -> None:

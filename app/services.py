@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.dag_processor.supervisor import DagProcessor
-from app.live import CHANGES_CHANNEL
+from app.live import CHANGES_CHANNEL, STATE
 from app.notifications import FailureNotifier
 from app.relay import OutboxRelay
 from app.retention import RetentionJob
@@ -77,8 +77,10 @@ class ServiceLoops:
                     listen_for_wakeups(
                         self._state.settings.database_url,
                         {
-                            WAKEUP_CHANNEL: self._state.scheduler_wakeup.notify,
-                            CHANGES_CHANNEL: self._state.database.changes.publish,
+                            WAKEUP_CHANNEL: lambda _payload: self._state.scheduler_wakeup.notify(),
+                            CHANGES_CHANNEL: lambda topic: self._state.database.changes.publish(
+                                topic or STATE
+                            ),
                         },
                         stop,
                     ),

@@ -55,7 +55,7 @@ async def stream(
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         sent: dict[str, str] = {}
-        seen = feed.version
+        seen = feed.state_version
         while not feed.closed and not await request.is_disconnected():
             async with service.database.sessions() as session:
                 fragments = await renderer(request, session, ui, params)

@@ -85,4 +85,4 @@ async def _log_events(
             return
         if piece.next_offset - piece.offset >= CHUNK_BYTES:
             continue  # a full piece: more is probably waiting already
-        seen = await feed.wait(seen, timeout=KEEPALIVE_SECONDS)
+        seen = await feed.wait(seen, timeout=KEEPALIVE_SECONDS, logs=True)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AttemptLog, DagRun, TaskAttempt, TaskInstance
 from app.db.transitions import set_task_state
-from app.live import mark_changed
+from app.live import LOG, mark_changed
 from app.scheduler.mapping import load_results, map_element
 from app.scheduler.outcomes import load_task_instance, record_failure, record_success
 from app.scheduler.versions import DagStructure, TaskSpec, VersionCache
@@ -152,7 +152,7 @@ async def append_log(session: AsyncSession, ti_id: int, body: LogAppend, now: da
             task_instance_id=ti_id, attempt=body.attempt, data=body.data, created_at=now
         )
     )
-    mark_changed(session)  # wakes the log streams of the dashboard (``log_stream``)
+    mark_changed(session, LOG)  # wakes the dashboard's log streams, not every live page
 
 
 async def finish_attempt(

@@ -51,10 +51,11 @@ async def wake_scheduler(session: AsyncSession) -> None:
 
 
 async def listen_for_wakeups(
-    database_url: str, callbacks: Mapping[str, Callable[[], None]], stop: asyncio.Event
+    database_url: str, callbacks: Mapping[str, Callable[[str], None]], stop: asyncio.Event
 ) -> None:
-    """Call ``callbacks[channel]`` on each NOTIFY of its channel until ``stop``; reconnects after
-    a lost connection, calling every callback once then (something may have been missed)."""
+    """Call ``callbacks[channel](payload)`` on each NOTIFY of its channel until ``stop``;
+    reconnects after a lost connection, calling every callback once then with an empty payload
+    (something may have been missed)."""
     import asyncpg  # only PostgreSQL deployments listen
 
     url = make_url(database_url).set(drivername="postgresql")
@@ -68,11 +69,13 @@ async def listen_for_wakeups(
             continue
         try:
             for channel, callback in callbacks.items():
-                await connection.add_listener(channel, lambda *_, call=callback: call())
+                await connection.add_listener(
+                    channel, lambda _c, _pid, _ch, payload, call=callback: call(payload)
+                )
             lost = asyncio.Event()
             connection.add_termination_listener(lambda _c, lost=lost: lost.set())
             for callback in callbacks.values():  # catch up on what came while not listening
-                callback()
+                callback("")
             await _wait_either(stop, lost)
         finally:
             await connection.close(timeout=2)

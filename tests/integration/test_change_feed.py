@@ -11,7 +11,7 @@ import pytest
 
 from app.db.engine import Database, create_database
 from app.db.migrate import upgrade_async
-from app.live import CHANGES_CHANNEL, ChangeFeed, mark_changed
+from app.live import CHANGES_CHANNEL, LOG, ChangeFeed, mark_changed
 from app.scheduler.wakeup import listen_for_wakeups
 from tests.support.databases import (
     create_postgres_database,
@@ -38,7 +38,7 @@ async def database(backend: str, tmp_path: Path) -> AsyncIterator[Database]:
 
 async def test_a_marked_commit_publishes_and_a_rollback_does_not(database: Database) -> None:
     feed = database.changes
-    seen = feed.version
+    seen = feed.state_version
 
     async with database.sessions() as session, session.begin():
         mark_changed(session)
@@ -74,8 +74,29 @@ async def test_another_replica_hears_of_a_commit() -> None:
         async with database.sessions.begin() as session:
             mark_changed(session)
         assert await other.wait(connected, timeout=5) == connected + 1
+
+        logs_seen = other.version
+        async with database.sessions.begin() as session:
+            mark_changed(session, LOG)
+        assert await other.wait(logs_seen, timeout=5, logs=True) == logs_seen + 1
+        assert other.state_version == connected + 1  # the topic travelled with the NOTIFY
     finally:
         stop.set()
         await listener
         await database.dispose()
         await drop_postgres_database(url)
+
+
+async def test_log_text_wakes_log_streams_but_not_pages(database: Database) -> None:
+    feed = database.changes
+    pages, streams = feed.state_version, feed.version
+    page_waiter = asyncio.create_task(feed.wait(pages, timeout=0.5))
+    stream_waiter = asyncio.create_task(feed.wait(streams, timeout=5, logs=True))
+    async with database.sessions.begin() as session:
+        mark_changed(session, LOG)
+    assert await stream_waiter == streams + 1
+    assert await page_waiter == pages  # timed out: no page re-renders for log text
+
+    async with database.sessions.begin() as session:
+        mark_changed(session)
+    assert (feed.state_version, feed.version) == (pages + 1, streams + 2)
