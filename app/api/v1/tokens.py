@@ -2,65 +2,33 @@
 
 Anyone with a token manages their own; an admin also creates, lists and revokes other users'.
 A token carries its user's role as it is at each request, so a token never needs a role of its
-own. Only the SHA-256 of a token is stored; no answer ever holds a hash.
+own. Only the SHA-256 of a token is stored; no answer ever holds a hash. The use cases live in
+``app.tokens_service``, shared with the dashboard's admin pages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import tokens_service as use
 from app.api.deps import Service, Session
 from app.api.pagination import Limit, Offset, OrderBy, Page, paginate
 from app.api.problems import PROBLEM_RESPONSES
-from app.api.v1.users import USERNAME_PATTERN, Username
-from app.audit import record
-from app.auth import Principal, Role, Viewer, issue_token
+from app.auth import Role, Viewer
 from app.db.models import ApiToken, User
-from weir.errors import Conflict, InvalidRequest, NotFound
+from app.tokens_service import TokenCreate, forbid_others
+from app.users_service import USERNAME_PATTERN
 
 __all__ = ["TokenCreate", "TokenCreated", "TokenPublic", "TokensPublic", "router"]
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"], responses=PROBLEM_RESPONSES)
-
-Instant = Annotated[
-    AwareDatetime,
-    Field(gt=datetime(1970, 1, 1, tzinfo=UTC), lt=datetime(9000, 1, 1, tzinfo=UTC)),
-]
-
-
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"name": "ci", "expires_in_days": 90},
-                {"name": "export", "username": "etl-bot", "expires_at": "2027-01-01T00:00:00Z"},
-            ]
-        },
-    )  # fmt: skip
-
-    name: str = Field(
-        min_length=1, max_length=250, pattern=r"^[^\x00-\x1f\x7f]+$",
-        description="What the token is for (shown in lists, never secret).",
-    )  # fmt: skip
-    username: Username | None = Field(
-        default=None, description="Whose token (admins only; default: yours)."
-    )
-    expires_at: Instant | None = None
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
-
-    @model_validator(mode="after")
-    def _one_expiry(self) -> TokenCreate:
-        if self.expires_at is not None and self.expires_in_days is not None:
-            raise ValueError("give expires_at or expires_in_days, not both")
-        return self
 
 
 class TokenPublic(BaseModel):
@@ -114,22 +82,6 @@ SORT_KEYS = {
 }
 
 
-def _forbid_others(principal: Principal, username: str | None) -> None:
-    if username not in (None, principal.username) and not principal.role.allows(Role.ADMIN):
-        raise HTTPException(403, "Only an admin manages other users' tokens.")
-
-
-def _expiry(body: TokenCreate, now: datetime) -> datetime | None:
-    if body.expires_in_days is not None:
-        return now + timedelta(days=body.expires_in_days)
-    if body.expires_at is not None and body.expires_at <= now:
-        raise InvalidRequest(
-            "expires_at is in the past; give a future instant or expires_in_days.",
-            errors=[{"field": "body.expires_at", "message": "must be in the future"}],
-        )
-    return body.expires_at
-
-
 @router.post(
     "", operation_id="tokens-create", status_code=201, responses={409: PROBLEM_RESPONSES[409]}
 )
@@ -138,19 +90,9 @@ async def create_token(
 ) -> TokenCreated:
     """Create a token for yourself (or, as an admin, for ``username``); the answer holds its
     value, which is never shown again. It carries its user's role."""
-    _forbid_others(principal, body.username)
-    username = body.username or principal.username
-    user = await session.scalar(select(User).where(User.username == username))
-    if user is None:
-        raise NotFound(f"User {username!r} does not exist; create it with POST /api/v1/users.")
-    if user.disabled_at is not None:
-        raise Conflict(f"User {username!r} is disabled; enable it before giving it tokens.")
-    now = service.clock.now()
-    token, clear = await issue_token(session, user, body.name, now, expires_at=_expiry(body, now))
-    detail = {"token_id": token.id, "name": token.name,
-              "expires_at": token.expires_at.isoformat() if token.expires_at else None}  # fmt: skip
-    await record(session, principal, "token.create", username, now, detail=detail)
-    return TokenCreated(**TokenPublic.of(token, username, now).model_dump(), token=clear)
+    token, clear, username = await use.create_api_token(session, service, principal, body)
+    created = TokenPublic.of(token, username, service.clock.now())
+    return TokenCreated(**created.model_dump(), token=clear)
 
 
 @router.get("", operation_id="tokens-list")
@@ -170,7 +112,7 @@ async def list_tokens(
     order_by: OrderBy = None,
 ) -> TokensPublic:
     """List your tokens; an admin sees everyone's and may filter by user. Never their values."""
-    _forbid_others(principal, username)
+    forbid_others(principal, username)
     now = service.clock.now()
     statement = select(ApiToken)
     if not principal.role.allows(Role.ADMIN):
@@ -208,22 +150,5 @@ async def revoke_token(
 ) -> Response:
     """Revoke a token of yours (an admin: anyone's). It stops working at once; revoking it
     again changes nothing."""
-    token = await _visible_token(session, principal, token_id)
-    if token.revoked_at is None:
-        now = service.clock.now()
-        token.revoked_at = now
-        owner = await session.scalar(select(User.username).where(User.id == token.user_id))
-        detail = {"token_id": token.id, "name": token.name}
-        await record(session, principal, "token.revoke", owner, now, detail=detail)
+    await use.revoke_api_token(session, service, principal, token_id)
     return Response(status_code=204)
-
-
-async def _visible_token(session: AsyncSession, principal: Principal, token_id: str) -> ApiToken:
-    """The token, if it exists and the caller may see it (others' tokens look missing)."""
-    number = int(token_id) if token_id.isascii() and token_id.isdigit() else None
-    token = await session.get(ApiToken, number) if number is not None and number < 2**63 else None
-    if token is None or not (
-        token.user_id == principal.user_id or principal.role.allows(Role.ADMIN)
-    ):
-        raise NotFound(f"Token {token_id!r} does not exist; GET /api/v1/tokens lists yours.")
-    return token

@@ -3,7 +3,7 @@
 Same roles as connections: operators read, admins write. Every value is Fernet-encrypted at rest;
 a secret variable's value is never returned (``***``), a plain one is shown. A variable whose key
 looks secret (``password``, ``token``, ``api_key``, … — Airflow's heuristic) is secret unless the
-request says otherwise.
+request says otherwise. The use cases live in ``app.variables_service``, shared with the dashboard.
 """
 
 from __future__ import annotations
@@ -13,20 +13,26 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import variables_service as use
 from app.api.deps import Service, Session
 from app.api.pagination import Limit, Offset, OrderBy, Page, paginate
 from app.api.problems import PROBLEM_RESPONSES
-from app.audit import record
 from app.auth import Admin, Operator
 from app.db.models import Variable
 from app.secrets import SecretBox
-from weir.errors import Conflict, NotFound
-from weir.resources import MASK, VariableValue, is_secret_name
+from app.variables_service import (
+    KEY_PATTERN,
+    NO_NUL,
+    VariableWrite,
+    get_variable_row,
+    masked_value,
+    reveal_variable,
+)
+from weir.resources import MASK
 
 __all__ = [
+    "KeyPath",
     "VariablePublic",
     "VariableWrite",
     "VariablesPublic",
@@ -37,35 +43,10 @@ __all__ = [
 
 router = APIRouter(prefix="/api/v1/variables", tags=["variables"], responses=PROBLEM_RESPONSES)
 
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL refuses NUL in text
-KEY_PATTERN = r"^[A-Za-z0-9_.\-]+$"
 KeyPath = Annotated[
     str,
     Path(min_length=1, max_length=250, pattern=KEY_PATTERN, description="Letters, digits, _ . -"),
 ]
-MAX_VALUE_CHARS = 1_000_000
-
-
-class VariableWrite(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"value": "eu-west-1", "description": "Where the exports go"},
-                {"value": '{"retries": 3}'},
-                {"value": "tok-123", "is_secret": True},
-            ]
-        },
-    )
-
-    value: str = Field(
-        max_length=MAX_VALUE_CHARS,
-        description="A string; JSON text if tasks read it with deserialize_json=True.",
-    )
-    description: str | None = Field(default=None, max_length=5000, pattern=NO_NUL)
-    is_secret: bool | None = Field(
-        default=None, description="Omit to decide by the key: secret if it looks like one."
-    )
 
 
 class VariablePublic(BaseModel):
@@ -85,8 +66,12 @@ class VariablePublic(BaseModel):
 
     @classmethod
     def of(cls, row: Variable, secrets: SecretBox) -> VariablePublic:
-        value = MASK if row.is_secret else secrets.decrypt(row.value_encrypted)
-        return cls(key=row.key, value=value, description=row.description, is_secret=row.is_secret)
+        return cls(
+            key=row.key,
+            value=masked_value(row, secrets),
+            description=row.description,
+            is_secret=row.is_secret,
+        )
 
 
 class VariablesPublic(BaseModel):
@@ -95,20 +80,6 @@ class VariablesPublic(BaseModel):
 
 
 SORT_KEYS = {"key": Variable.key}
-
-
-def reveal_variable(row: Variable, secrets: SecretBox) -> VariableValue:
-    """The value in clear, for the task of a running attempt only."""
-    return VariableValue(
-        key=row.key, value=secrets.decrypt(row.value_encrypted), is_secret=row.is_secret
-    )
-
-
-async def get_variable_row(session: AsyncSession, key: str) -> Variable:
-    row = await session.get(Variable, key)
-    if row is None:
-        raise NotFound(f"Variable {key!r} does not exist; PUT /api/v1/variables/{key} sets it.")
-    return row
 
 
 @router.get("", operation_id="variables-list")
@@ -151,20 +122,7 @@ async def set_variable(
     key: KeyPath, body: VariableWrite, session: Session, service: Service, admin: Admin
 ) -> VariablePublic:
     """Create the variable or replace its value, description and secrecy."""
-    is_secret = is_secret_name(key) if body.is_secret is None else body.is_secret
-    row = await session.get(Variable, key)
-    created = row is None
-    if row is None:
-        row = Variable(key=key)
-        session.add(row)
-    row.value_encrypted = service.secrets.encrypt(body.value)
-    row.description, row.is_secret = body.description, is_secret
-    try:
-        await session.flush()
-    except IntegrityError as error:  # created by a concurrent request since we looked
-        raise Conflict(f"Variable {key!r} was created concurrently; send the PUT again.") from error
-    await record(session, admin, "variable.set", key, service.clock.now(),
-                 detail={"created": created, "is_secret": is_secret})  # fmt: skip
+    row = await use.set_variable(session, service, admin, key, body)
     return VariablePublic.of(row, service.secrets)
 
 
@@ -173,6 +131,5 @@ async def delete_variable(
     key: KeyPath, session: Session, service: Service, admin: Admin
 ) -> Response:
     """Delete a variable; tasks that ask for it from now on get their default."""
-    await session.delete(await get_variable_row(session, key))
-    await record(session, admin, "variable.delete", key, service.clock.now())
+    await use.delete_variable(session, service, admin, key)
     return Response(status_code=204)
