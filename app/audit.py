@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.db.models import AuditEntry
+from app.live import mark_changed
 
 __all__ = ["record"]
 
@@ -41,3 +42,4 @@ async def record(
             origin=origin,
         )
     )
+    mark_changed(session)  # the audit page is live, and so is whatever the action changed
