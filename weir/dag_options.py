@@ -36,6 +36,7 @@ class DagArguments(TypedDict, total=False):
     on_failure: Any
     retention_days: float | timedelta | None
     retention_runs: int | None
+    owner: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,8 @@ class DagOptions:
     retention_runs: int | None = None
     """Keep only this many most recent finished runs. None: the global ``WEIR_RETENTION_RUNS``
     applies; 0: no count limit for this DAG."""
+    owner: str | None = None
+    """Who to ask about this DAG (a team or a person), shown on the dashboard."""
 
     @classmethod
     def build(cls, where: str, arguments: dict[str, Any]) -> DagOptions:
@@ -104,6 +107,7 @@ class DagOptions:
         except ValueError as error:
             raise DagDefinitionError(f"{where}: {error}") from None
         self._check_retention(where)
+        self._check_owner(where)
         check_webhooks(where, self.triggers)
 
     def _check_retention(self, where: str) -> None:
@@ -121,6 +125,16 @@ class DagOptions:
             raise DagDefinitionError(
                 f"{where}: retention_runs must be an integer >= 0 "
                 "(0 lifts the global count limit for this DAG)."
+            )
+
+    def _check_owner(self, where: str) -> None:
+        owner = self.owner
+        if owner is not None and (
+            not isinstance(owner, str) or not 0 < len(owner) <= 100 or not owner.isprintable()
+        ):
+            raise DagDefinitionError(
+                f"{where}: owner must be a name of 1 to 100 printable characters (a team or a "
+                "person), or left out."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,5 +159,7 @@ class DagOptions:
             "has_on_failure": self.on_failure is not None,
             "retention_days": self.retention_days,
             "retention_runs": self.retention_runs,
+            # Only when set: a new key on every DAG would give each one a new version at upgrade.
+            **({"owner": self.owner} if self.owner is not None else {}),
             "webhooks": [trigger.to_dict() for trigger in self.triggers],
         }

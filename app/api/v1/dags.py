@@ -12,11 +12,9 @@ from sqlalchemy import Select, func, or_, select, type_coerce
 from app.api.deps import Service, Session
 from app.api.pagination import Limit, Offset, OrderBy, Page, paginate
 from app.api.problems import PROBLEM_RESPONSES
-from app.audit import record
 from app.auth import Operator, Viewer
+from app.dags_service import set_paused
 from app.db.models import Dag
-from app.scheduler.due_runs import plan_next_run
-from app.scheduler.wakeup import wake_scheduler
 from weir.errors import NotFound
 
 __all__ = ["DagPatch", "DagPublic", "DagsPublic", "IdPath", "get_dag", "router"]
@@ -140,18 +138,7 @@ async def update_dag(
 ) -> DagPublic:
     """Pause or unpause. Unpausing plans the next run from now, so the intervals missed while
     paused are not all created at once (only the latest, unless the DAG has catchup)."""
-    dag = await get_dag(session, dag_id)
-    unpausing = dag.is_paused and not patch.is_paused
-    changed = dag.is_paused != patch.is_paused
-    dag.is_paused = patch.is_paused
-    await session.flush()
-    now = service.clock.now()
-    if changed:
-        action = "dag.pause" if patch.is_paused else "dag.unpause"
-        await record(session, principal, action, dag_id, now)
-    if unpausing:
-        options = (await service.versions.get(session, dag.version_id)).options
-        await plan_next_run(session, dag_id, options, now)
-        await session.refresh(dag)
-        await wake_scheduler(session)
+    dag = await set_paused(
+        session, service.versions, principal, dag_id, patch.is_paused, service.clock.now()
+    )
     return DagPublic.model_validate(dag)
