@@ -37,5 +37,12 @@ openapi: $(STAMP) ## Regenerate docs/openapi.json from the app (CI runs it with 
 bench: $(STAMP) ## Throughput and latency on both backends; prints a table, writes bench/results/
 	$(BIN)/python -m bench
 
+.PHONY: bench-api-lists bench-dashboard
+bench-api-lists: $(STAMP) ## REST lists on 100,000 runs (PostgreSQL + RabbitMQ); writes bench/results/
+	$(BIN)/python -m bench api-lists
+
+bench-dashboard: $(STAMP) ## Dashboard pages with 1,000 DAGs, 100,000 task instances; bench/results/
+	$(BIN)/python -m bench dashboard-pages
+
 clean:
 	rm -rf $(VENV) .weir .pytest_cache .mypy_cache .ruff_cache

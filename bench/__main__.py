@@ -2,7 +2,8 @@
 write the JSON file. Exits non-zero when a setup could not run or a run failed.
 
 ``python -m bench api-lists [--help]`` measures the REST lists on 100,000 runs instead
-(``bench.api_lists``)."""
+(``bench.api_lists``); ``python -m bench dashboard-pages [--help]`` the dashboard's pages with
+1,000 DAGs and 100,000 task instances (``bench.dashboard_pages``)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
-        epilog="python -m bench api-lists --help: the REST lists benchmark's own options.",
+        epilog="python -m bench api-lists --help, python -m bench dashboard-pages --help: the "
+        "REST lists and dashboard pages benchmarks' own options.",
     )
     parser.add_argument("--backend", choices=sorted(_BACKENDS), default="all")
     parser.add_argument(
@@ -155,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import api_lists
 
         return api_lists.main(argv[1:])
+    if argv[:1] == ["dashboard-pages"]:
+        from bench import dashboard_pages
+
+        return dashboard_pages.main(argv[1:])
     args = parse_args(argv)
     configure_logging("WARNING")
     started, clock = datetime.now(UTC), time.monotonic()

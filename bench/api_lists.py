@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import secrets
 import sys
 import tempfile
 import time
-import uuid
 from argparse import Namespace
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,12 +46,10 @@ from app.db.models import Dag, DagRun, TaskInstance
 from bench.metrics import Summary, summarize
 from bench.report import RESULTS, environment
 from bench.seed import Seeded, SeedSizes, libpq_url, seed
+from bench.served_api import serving_api
 from tests.support.databases import create_postgres_database, drop_postgres_database
-from tests.support.processes import is_serving, spawn, weir_env
-from tests.support.services import rabbitmq_url, require_rabbitmq
-from tests.support.stack import free_port, wait_until
 
-__all__ = ["ListCase", "main", "request_once", "serving_api"]
+__all__ = ["ListCase", "cases", "main", "request_once"]
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 PAGE = 100
@@ -146,43 +141,6 @@ async def request_once(client: httpx.AsyncClient, case: ListCase) -> tuple[float
     if total != case.total:
         raise RuntimeError(f"{request_of(case)}: total {total}, the seed wrote {case.total}")
     return elapsed_ms, total
-
-
-@contextlib.asynccontextmanager
-async def serving_api(database_url: str, workdir: Path) -> AsyncIterator[httpx.AsyncClient]:
-    """A ``weir api`` process on ``database_url`` (RabbitMQ, empty DAGs folder), and an admin
-    client of it. The scheduler, relay and DAG processor run but find nothing to do."""
-    await require_rabbitmq(rabbitmq_url())
-    port, token = free_port(), f"weir_bench_{secrets.token_urlsafe(16)}"
-    namespace = f"bench-{uuid.uuid4().hex[:10]}"
-    (workdir / "dags").mkdir(parents=True, exist_ok=True)
-    env = weir_env(database_url=database_url, broker_url=rabbitmq_url(),
-                   broker_namespace=namespace, dags_folder=workdir / "dags",
-                   secret_key=secrets.token_urlsafe(32), bootstrap_admin_token=token,
-                   log_level="WARNING")  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with spawn("api", ["api", "--port", str(port)], env, workdir / "logs") as api:
-            try:
-                await wait_until(lambda: asyncio.to_thread(is_serving, url), 60, interval=0.2)
-            except AssertionError:
-                raise RuntimeError(f"weir api did not start:\n{api.output()[-3000:]}") from None
-            headers = {"Authorization": f"Bearer {token}"}
-            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as client:
-                yield client
-            console.print(f"[dim]weir api log: {api.log}[/]")
-    finally:
-        await _delete_queues(namespace)
-
-
-async def _delete_queues(namespace: str) -> None:
-    from weir.broker.rabbitmq import RabbitMQBroker
-
-    broker = RabbitMQBroker(rabbitmq_url(), namespace=namespace)
-    with contextlib.suppress(Exception):
-        await broker.connect()
-        await broker.delete_namespace(["default"])
-    await broker.close()
 
 
 class Explain(Executable, ClauseElement):
