@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,11 +21,10 @@ from app.db.engine import create_database
 from app.db.migrate import head_revision
 from app.db.models import ApiToken, User
 from tests.support.databases import drop_postgres_database
-from tests.support.processes import is_serving, spawn, weir_env
+from tests.support.processes import cli_env, is_serving, run_cli, spawn
 from tests.support.services import postgres_dsn, require_postgres
 from tests.support.stack import free_port, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 COMMANDS = [
     "standalone", "api", "worker", "db", "dags", "runs", "tasks", "connections", "variables",
     "users", "tokens", "secrets",
@@ -68,19 +66,8 @@ class Result:
 
 async def weir(*args: str, cwd: Path, timeout: float = 60, **settings: object) -> Result:
     """Run ``python -m weir ARGS`` with exactly these ``WEIR_*`` settings, in ``cwd``."""
-    env = {**weir_env(**settings), "COLUMNS": "200", "PYTHONPATH": str(REPO)}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "weir", *args,
-        cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        stdout, _ = await asyncio.wait_for(child.communicate(), timeout)
-    except TimeoutError:
-        child.kill()
-        stdout, _ = await child.communicate()
-        raise AssertionError(f"`weir {' '.join(args)}` still ran after {timeout} s") from None
-    assert child.returncode is not None
-    return Result(child.returncode, stdout.decode(errors="replace"))
+    code, output = await run_cli(*args, env=cli_env(**settings), cwd=cwd, timeout=timeout)
+    return Result(code, output)
 
 
 async def test_help_lists_the_commands(tmp_path: Path) -> None:
@@ -199,7 +186,7 @@ async def test_db_upgrade_then_tokens_create(empty_database: str, tmp_path: Path
     (tmp_path / "dags").mkdir()
     serve = ["standalone", "--port", str(port), "--data-dir", str(tmp_path / "data"),
              "--dags-folder", str(tmp_path / "dags")]  # fmt: skip
-    env = {**weir_env(database_url=empty_database), "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+    env = cli_env(database_url=empty_database)
     with spawn("standalone", serve, env, tmp_path / "logs") as server:
 
         async def ready() -> bool:

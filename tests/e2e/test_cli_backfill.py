@@ -3,15 +3,11 @@ runs of a past range and drawing their progress until the backfill completes."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from tests.support.processes import weir_env
+from tests.support.processes import cli_env, run_cli
 from tests.support.stack import Stack
 
-REPO = Path(__file__).resolve().parents[2]
 DAG = """
     from datetime import datetime
     from weir import dag, task
@@ -30,20 +26,9 @@ DAG = """
 
 async def weir(stack: Stack, *args: str, timeout: float = 90) -> tuple[int, str]:
     """Run ``python -m weir ARGS`` against the stack's API, with its token."""
-    env = {**weir_env(api_url=stack.settings.api_url, token=stack.token), "COLUMNS": "200",
-           "PYTHONPATH": str(REPO)}  # fmt: skip
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "weir", *args,
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        stdout, _ = await asyncio.wait_for(child.communicate(), timeout)
-    except TimeoutError:
-        child.kill()
-        stdout, _ = await child.communicate()
-        raise AssertionError(f"`weir {' '.join(args)}` still ran after {timeout} s") from None
-    assert child.returncode is not None
-    return child.returncode, " ".join(stdout.decode(errors="replace").split())
+    env = cli_env(api_url=stack.settings.api_url, token=stack.token)
+    code, output = await run_cli(*args, env=env, timeout=timeout)
+    return code, " ".join(output.split())
 
 
 def days_ago(days: int) -> str:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
-from tests.support.processes import weir_env
+from tests.support.processes import cli_env, run_cli
 from tests.support.stack import Stack
 
-REPO = Path(__file__).resolve().parents[2]
 DAG = """
     import asyncio
     from pathlib import Path
@@ -38,8 +36,7 @@ DAG = """
 
 
 async def _start(stack: Stack, *args: str) -> asyncio.subprocess.Process:
-    env = {**weir_env(api_url=stack.settings.api_url, token=stack.token), "COLUMNS": "200",
-           "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = cli_env(api_url=stack.settings.api_url, token=stack.token)
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "weir", *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -47,15 +44,8 @@ async def _start(stack: Stack, *args: str) -> asyncio.subprocess.Process:
 
 
 async def weir(stack: Stack, *args: str, timeout: float = 90) -> tuple[int, str]:
-    child = await _start(stack, *args)
-    try:
-        stdout, _ = await asyncio.wait_for(child.communicate(), timeout)
-    except TimeoutError:
-        child.kill()
-        stdout, _ = await child.communicate()
-        raise AssertionError(f"`weir {' '.join(args)}` still ran after {timeout} s") from None
-    assert child.returncode is not None
-    return child.returncode, stdout.decode(errors="replace")
+    env = cli_env(api_url=stack.settings.api_url, token=stack.token)
+    return await run_cli(*args, env=env, timeout=timeout)
 
 
 async def test_follow_prints_each_attempt_as_it_comes(stack: Stack) -> None:

@@ -3,17 +3,14 @@ go through the REST API, take secrets from standard input, and never print them 
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import weir_env
+from tests.support.processes import cli_env, run_cli
 from tests.support.stack import Stack, start_stack
 
-REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "stdin-pa55word-xyz"
 
 
@@ -25,15 +22,8 @@ async def api(tmp_path: Path) -> AsyncIterator[Stack]:
 
 async def weir(stack: Stack, *args: str, stdin: str = "") -> tuple[int, str]:
     """Run ``python -m weir ARGS`` against the stack's API; its exit code and output."""
-    env = {**weir_env(api_url=stack.settings.api_url), "WEIR_TOKEN": stack.token,
-           "COLUMNS": "200", "PYTHONPATH": str(REPO)}  # fmt: skip
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "weir", *args, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    stdout, _ = await asyncio.wait_for(child.communicate(stdin.encode()), 60)
-    assert child.returncode is not None
-    return child.returncode, stdout.decode(errors="replace")
+    env = cli_env(api_url=stack.settings.api_url, token=stack.token)
+    return await run_cli(*args, env=env, stdin=stdin, timeout=60)
 
 
 async def test_connections_add_list_get_delete(api: Stack) -> None:

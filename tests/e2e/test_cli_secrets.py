@@ -5,8 +5,6 @@ rotation procedure."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +21,8 @@ from tests.support.databases import (
     drop_postgres_database,
     sqlite_database_url,
 )
-from tests.support.processes import weir_env
+from tests.support.processes import cli_env, run_cli
 
-REPO = Path(__file__).resolve().parents[2]
 KEY_A, KEY_B = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 
@@ -48,14 +45,8 @@ class Result:
 
 async def weir(*args: str, cwd: Path, **settings: object) -> Result:
     """Run ``python -m weir ARGS`` with exactly these ``WEIR_*`` settings."""
-    env = {**weir_env(**settings), "COLUMNS": "200", "PYTHONPATH": str(REPO)}
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "weir", *args,
-        cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    stdout, _ = await asyncio.wait_for(child.communicate(), 60)
-    assert child.returncode is not None
-    return Result(child.returncode, stdout.decode(errors="replace"))
+    code, output = await run_cli(*args, env=cli_env(**settings), cwd=cwd, timeout=60)
+    return Result(code, output)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -3,6 +3,7 @@ configured through ``WEIR_*`` variables exactly as an operator would."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["WeirProcess", "spawn", "weir_env"]
+__all__ = ["WeirProcess", "cli_env", "run_cli", "spawn", "weir_env"]
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class WeirProcess:
@@ -42,6 +45,37 @@ def weir_env(**settings: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIR_")}
     env.update({f"WEIR_{k.upper()}": str(v) for k, v in settings.items()})
     return env
+
+
+def cli_env(**settings: object) -> dict[str, str]:
+    """The environment of a ``weir`` command run from this source tree: exactly these
+    ``WEIR_*`` settings, and a wide terminal so rich does not wrap what tests look for."""
+    return {**weir_env(**settings), "COLUMNS": "200", "PYTHONPATH": str(REPO)}
+
+
+async def run_cli(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    timeout: float = 90,
+) -> tuple[int, str]:
+    """Run ``python -m weir ARGS`` to its end: its exit code and its output (stdout + stderr)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "weir", *args, cwd=cwd, env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        stdout, _ = await asyncio.wait_for(
+            child.communicate(stdin.encode() if stdin is not None else None), timeout
+        )
+    except TimeoutError:
+        child.kill()
+        await child.communicate()
+        raise AssertionError(f"`weir {' '.join(args)}` still ran after {timeout} s") from None
+    assert child.returncode is not None
+    return child.returncode, stdout.decode(errors="replace")
 
 
 @contextmanager
