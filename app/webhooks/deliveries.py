@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, Webhook, WebhookDelivery
+from app.live import mark_changed
 from app.scheduler.dag_runs import RunRequest, create_run
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import wake_scheduler
@@ -273,4 +274,5 @@ async def _record(
     )
     session.add(delivery)
     await session.flush()
+    mark_changed(session)  # the deliveries pages are live
     return delivery

@@ -25,6 +25,18 @@ PASSWORD = "pa55-dashboard-never-shown"
 EXTRA_SECRET = "xk-extra-dashboard-secret"
 VARIABLE_SECRET = "tok-variable-dashboard-secret"
 HTMX = {"HX-Request": "true"}
+HOOKED = """
+    from weir import dag, task
+
+    @dag
+    def hooked():
+        @task
+        def build() -> None: ...
+
+        build()
+
+    hooked()
+"""
 
 
 @asynccontextmanager
@@ -260,3 +272,38 @@ async def test_import_errors_and_deliveries_pages(stack: Stack) -> None:
         assert deliveries.status_code == 200 and "No deliveries match" in deliveries.text
         home = await ui.get("/admin", follow_redirects=True)
         assert home.status_code == 200 and "Users and roles" in home.text
+
+
+async def _events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
+    """``(event, data)`` of a server-sent event stream, one pair per event."""
+    event, data = "", []
+    async for line in response.aiter_lines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:])
+        elif not line and data:
+            yield event, "\n".join(data)
+            event, data = "", []
+
+
+async def test_a_delivery_appears_live_on_the_deliveries_page(stack: Stack) -> None:
+    stack.write_dag("hooked.py", HOOKED)
+    await stack.wait_for_dag("hooked")
+    created = await stack.client.post(
+        "/api/v1/webhooks", json={"dag_id": "hooked", "name": "push", "signature": "github"}
+    )
+    assert created.status_code == 201, created.text
+    async with stack.dashboard() as ui, ui.stream("GET", "/ui/live/deliveries") as stream:
+        events = _events(stream)
+        first = await anext(events)
+        assert first[0] == "deliveries" and "No deliveries" in first[1]
+
+        forged = await stack.client.post(
+            "/api/v1/webhooks/hooked.push",
+            content=b'{"ref": "main"}',
+            headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
+        )
+        assert forged.status_code == 401
+        event, html = await asyncio.wait_for(anext(events), timeout=10)
+    assert event == "deliveries" and "hooked.push" in html and "bad signature" in html

@@ -155,10 +155,7 @@ async def live_import_errors(
                                            context)}  # fmt: skip
 
 
-@router.get("/admin/webhooks", response_class=HTMLResponse)
-async def deliveries_page(request: Request, session: Session, ui: UiAdmin) -> HTMLResponse:
-    """Deliveries of every hook, newest first; filter by hook and verdict."""
-    query = request.query_params
+async def _deliveries(session: AsyncSession, query: Mapping[str, str]) -> dict[str, Any]:
     hook_id = _text(query, "hook", 400)
     verdict = query.get("verdict") if query.get("verdict") in set(Verdict) else None
     statement = select(WebhookDelivery)
@@ -168,13 +165,28 @@ async def deliveries_page(request: Request, session: Session, ui: UiAdmin) -> HT
         statement = statement.where(WebhookDelivery.verdict == verdict)
     offset = offset_of(query)
     deliveries, total = await _page(session, statement, offset, WebhookDelivery.id.desc())
+    kept = {name: value for name, value in (("hook", hook_id), ("verdict", verdict)) if value}
+    return {"deliveries": deliveries, "hook": hook_id, "verdict": verdict,
+            "verdict_states": VERDICT_STATES, "query": kept, "total": total, "offset": offset,
+            "page_size": PAGE_SIZE, "base_url": "/admin/webhooks"}  # fmt: skip
+
+
+@router.get("/admin/webhooks", response_class=HTMLResponse)
+async def deliveries_page(request: Request, session: Session, ui: UiAdmin) -> HTMLResponse:
+    """Deliveries of every hook, newest first; filter by hook and verdict."""
+    context = await _deliveries(session, request.query_params)
     hooks = await session.scalars(
         select(Webhook.hook_id).order_by(Webhook.hook_id).limit(MAX_HOOKS)
     )
-    kept = {name: value for name, value in (("hook", hook_id), ("verdict", verdict)) if value}
-    return render(
-        request, "pages/admin_webhooks.html", ui, section="webhooks",
-        deliveries=deliveries, hooks=list(hooks), verdicts=list(Verdict), hook=hook_id,
-        verdict=verdict, verdict_states=VERDICT_STATES, query=kept, total=total, offset=offset,
-        page_size=PAGE_SIZE, base_url="/admin/webhooks",
-    )  # fmt: skip
+    return render(request, "pages/admin_webhooks.html", ui, section="webhooks",
+                  hooks=list(hooks), verdicts=list(Verdict), **context)  # fmt: skip
+
+
+@live_view("deliveries")
+async def live_deliveries(
+    request: Request, session: AsyncSession, ui: UiSession, query: Mapping[str, str]
+) -> dict[str, str]:
+    if not ui.can("admin"):
+        return {}
+    context = await _deliveries(session, query)
+    return {"deliveries": _render(request, ui, "partials/admin_deliveries.html", context)}
