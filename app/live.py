@@ -10,6 +10,7 @@ only then; a burst of changes costs one render per page, not one per change.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
 from sqlalchemy import event, text
@@ -33,11 +34,17 @@ class ChangeFeed:
     """
 
     def __init__(self) -> None:
+        self.id = secrets.token_hex(4)  # tells this process's versions from another replica's
         self.version = 0
         self.state_version = 0
         self.closed = False
         self._any = asyncio.Event()
         self._state = asyncio.Event()
+
+    @property
+    def state_mark(self) -> str:
+        """Where the state stands, as a page records it (``<feed id>.<state version>``)."""
+        return f"{self.id}.{self.state_version}"
 
     def close(self) -> None:
         """The server is stopping: wake every waiter for good, so event streams end at once."""

@@ -1,6 +1,8 @@
 """Live pages: one server-sent-event stream per page, fed by the change feed (``app.live``).
 
-A page names its live view and parameters (``sse-connect="/ui/live/dags?…"``); each view is a
+A page names its live view and parameters (``sse-connect="/ui/live/dags?…&v={{
+live_since(request) }}"``, the last saying where the state stood when the page was rendered);
+each view is a
 function that renders the page's live fragments (name -> HTML). The stream renders them when it
 connects and again after every committed change, and sends only the fragments whose HTML
 changed, each as an SSE event of that name that htmx swaps in (``sse-swap="<name>"``). No client
@@ -52,17 +54,24 @@ async def stream(
         raise NotFound(f"No live view {view!r}.")
     params = dict(request.query_params)
     feed = service.database.changes
+    # The page says where the state stood when it was rendered (``live_since``): if nothing
+    # changed since, its fragments are current and re-sending them would only replace what the
+    # user may be working on; if something did, they are sent at once.
+    current_at_connect = params.pop("v", None) == feed.state_mark
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         sent: dict[str, str] = {}
         seen = feed.state_version
+        page_is_current = current_at_connect
         while not feed.closed and not await request.is_disconnected():
             async with service.database.sessions() as session:
                 fragments = await renderer(request, session, ui, params)
             for name, html in fragments.items():
                 if sent.get(name) != html:
                     sent[name] = html
-                    yield {"event": name, "data": html}
+                    if not page_is_current:  # else the page shows this already: keep it as is
+                        yield {"event": name, "data": html}
+            page_is_current = False
             seen = await feed.wait(seen, timeout=KEEPALIVE_SECONDS)
 
     return EventSourceResponse(events(), ping=KEEPALIVE_SECONDS)

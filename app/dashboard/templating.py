@@ -52,6 +52,13 @@ def _utc(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "—"
 
 
+def _live_since(request: Request) -> str:
+    """Where the state stood as this page was rendered: its live stream's ``v`` parameter."""
+    mark: str = request.app.state.weir.database.changes.state_mark
+    return mark
+
+
+templates.env.globals["live_since"] = _live_since
 templates.env.filters["ago"] = _ago
 templates.env.filters["duration"] = _duration
 templates.env.filters["utc"] = _utc

@@ -294,16 +294,19 @@ async def test_a_delivery_appears_live_on_the_deliveries_page(stack: Stack) -> N
         "/api/v1/webhooks", json={"dag_id": "hooked", "name": "push", "signature": "github"}
     )
     assert created.status_code == 201, created.text
-    async with stack.dashboard() as ui, ui.stream("GET", "/ui/live/deliveries") as stream:
-        events = _events(stream)
-        first = await anext(events)
-        assert first[0] == "deliveries" and "No deliveries" in first[1]
-
-        forged = await stack.client.post(
-            "/api/v1/webhooks/hooked.push",
-            content=b'{"ref": "main"}',
-            headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
-        )
-        assert forged.status_code == 401
-        event, html = await asyncio.wait_for(anext(events), timeout=10)
+    async with stack.dashboard() as ui:
+        page = (await ui.get("/admin/webhooks")).text
+        assert "No deliveries" in page
+        found = re.search(r'sse-connect="([^"]+)"', page)
+        assert found is not None
+        async with ui.stream("GET", found.group(1).replace("&amp;", "&")) as stream:
+            events = _events(stream)
+            # The page is current, so the stream sends nothing until something changes.
+            forged = await stack.client.post(
+                "/api/v1/webhooks/hooked.push",
+                content=b'{"ref": "main"}',
+                headers={"X-Hub-Signature-256": "sha256=" + "0" * 64},
+            )
+            assert forged.status_code == 401
+            event, html = await asyncio.wait_for(anext(events), timeout=10)
     assert event == "deliveries" and "hooked.push" in html and "bad signature" in html

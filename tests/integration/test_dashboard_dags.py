@@ -111,7 +111,7 @@ async def test_rows_show_schedule_owner_and_last_runs_and_filters_narrow_them(
 
         live_part = await ui.get("/", params={"tag": "bi"}, headers={"HX-Target": "dags-live"})
         assert "<html" not in live_part.text
-        assert 'sse-connect="/ui/live/dags?tag=bi"' in live_part.text
+        assert 'sse-connect="/ui/live/dags?tag=bi&amp;v=' in live_part.text
         assert _dag_ids(live_part.text) == ["reports"]
 
 
