@@ -39,6 +39,7 @@ __all__ = [
 
 FIRST_EVENT_TIMEOUT = 10.0
 _SSE_CONNECT = re.compile(r'sse-connect="(/ui/live/[^"]+)"')
+_WITHOUT_MARK = re.compile(r"[?&]v=[^&]*$")
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,8 @@ async def discover(client: httpx.AsyncClient, candidates: Sequence[Page]) -> Dis
     for page in candidates:
         answer = await _classify(client, page, discovery)
         for url in _SSE_CONNECT.findall(answer.body) if answer.status == 200 else []:
-            path = html.unescape(url)
+            # Without the page's ``v`` mark the stream renders at once: its first render is timed.
+            path = _WITHOUT_MARK.sub("", html.unescape(url))
             streams.setdefault(path, Page(f"{page.name}: live", path, live=True))
     for stream in streams.values():
         await _classify(client, stream, discovery)

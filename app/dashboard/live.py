@@ -54,24 +54,28 @@ async def stream(
         raise NotFound(f"No live view {view!r}.")
     params = dict(request.query_params)
     feed = service.database.changes
-    # The page says where the state stood when it was rendered (``live_since``): if nothing
-    # changed since, its fragments are current and re-sending them would only replace what the
-    # user may be working on; if something did, they are sent at once.
-    current_at_connect = params.pop("v", None) == feed.state_mark
+    # The page says where the state stood when it was rendered (``live_since``): if nothing has
+    # changed since, its fragments are current, and sending them again would only replace what
+    # the user may be working on. Counted from now, not from when the stream's first render runs,
+    # so a change in between is never absorbed into a render that is not sent.
+    seen_at_connect = feed.state_version
+    page_was_current = params.pop("v", None) == f"{feed.id}.{seen_at_connect}"
 
     async def events() -> AsyncIterator[dict[str, Any]]:
         sent: dict[str, str] = {}
-        seen = feed.state_version
-        page_is_current = current_at_connect
+        seen = seen_at_connect
+        quiet = page_was_current
         while not feed.closed and not await request.is_disconnected():
             async with service.database.sessions() as session:
                 fragments = await renderer(request, session, ui, params)
+            if quiet and feed.state_version != seen_at_connect:
+                quiet = False  # something changed before or while rendering: send it all
             for name, html in fragments.items():
                 if sent.get(name) != html:
                     sent[name] = html
-                    if not page_is_current:  # else the page shows this already: keep it as is
+                    if not quiet:
                         yield {"event": name, "data": html}
-            page_is_current = False
+            quiet = False
             seen = await feed.wait(seen, timeout=KEEPALIVE_SECONDS)
 
     return EventSourceResponse(events(), ping=KEEPALIVE_SECONDS)
