@@ -18,14 +18,16 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service
+from app.db.engine import Database
 from app.db.models import ApiToken, User
 from app.passwords import hash_password, needs_rehash, verify_password
 
 __all__ = [
+    "BOOTSTRAP_LOCK",
     "Admin",
     "Operator",
     "Principal",
@@ -34,6 +36,7 @@ __all__ = [
     "Viewer",
     "authenticate",
     "create_token",
+    "ensure_bootstrap_admin",
     "ensure_password",
     "ensure_token",
     "ensure_user",
@@ -125,6 +128,29 @@ async def ensure_token(
         await issue_token(session, user, "bootstrap", now, value=value)
     else:
         existing.user_id, existing.revoked_at, existing.expires_at = user.id, None, None
+
+
+BOOTSTRAP_LOCK = 0x7765_6972_0001
+"""PostgreSQL advisory lock key serialising the replicas' bootstrap of user ``admin``."""
+
+
+async def ensure_bootstrap_admin(
+    database: Database, token: str | None, password: str | None, now: datetime
+) -> None:
+    """Make user ``admin`` exist with exactly this token and password (either may be ``None``).
+
+    Replicas often start together: the first to take the lock creates the user, the others wait
+    and then find it, so no replica fails its start on a duplicate key.
+    """
+    async with database.sessions.begin() as session:
+        if database.is_postgres:
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": BOOTSTRAP_LOCK}
+            )
+        if token is not None:
+            await ensure_token(session, "admin", Role.ADMIN, token, now)
+        if password is not None:
+            await ensure_password(session, "admin", Role.ADMIN, password, now)
 
 
 async def authenticate(session: AsyncSession, token: str, now: datetime) -> Principal | None:

@@ -32,7 +32,7 @@ from app.api.v1 import (
     webhooks,
     xcoms,
 )
-from app.auth import Role, ensure_password, ensure_token
+from app.auth import ensure_bootstrap_admin
 from app.dashboard import routes as dashboard
 from app.db.engine import Database
 from app.db.migrate import check_schema_is_current
@@ -113,9 +113,9 @@ async def _ensure_bootstrap_token(state: ServiceState) -> None:
     password = state.settings.bootstrap_admin_password
     if token is None and password is None:
         return
-    now = state.clock.now()
-    async with state.database.sessions.begin() as session:
-        if token is not None:
-            await ensure_token(session, "admin", Role.ADMIN, token.get_secret_value(), now)
-        if password is not None:
-            await ensure_password(session, "admin", Role.ADMIN, password.get_secret_value(), now)
+    await ensure_bootstrap_admin(
+        state.database,
+        token.get_secret_value() if token is not None else None,
+        password.get_secret_value() if password is not None else None,
+        state.clock.now(),
+    )

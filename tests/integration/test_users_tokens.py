@@ -15,9 +15,11 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
-from app.auth import Role, verify_login
-from app.db.models import User
+from app.auth import Role, authenticate, ensure_bootstrap_admin, verify_login
+from app.db.engine import create_database
+from app.db.models import ApiToken, User
 from tests.support.clock import MovableClock
+from tests.support.databases import create_postgres_database, drop_postgres_database
 from tests.support.stack import Stack, start_stack
 
 BOOTSTRAP_PASSWORD = "bootstrap secret 1"
@@ -236,3 +238,28 @@ async def test_dashboard_logins_check_the_argon2_password(weir: Stack, clock: Mo
     await weir.client.patch("/api/v1/users/frank", json={"disabled": True})
     async with weir.database.sessions() as session:
         assert await verify_login(session, "frank", "second password", now) is None
+
+
+@pytest.mark.postgres
+async def test_replicas_starting_together_bootstrap_the_admin_once() -> None:
+    """Several ``weir api`` replicas start at once in a deployment: none may fail its start on
+    a duplicate ``admin`` (the first takes the lock and creates it, the others then find it)."""
+    url = await create_postgres_database()
+    databases = [create_database(url) for _ in range(4)]
+    try:
+        now = datetime.now(UTC)
+        await asyncio.gather(
+            *(
+                ensure_bootstrap_admin(db, "weir_same_token", "same-password", now)
+                for db in databases
+            )
+        )
+        async with databases[0].sessions() as session:
+            users = (await session.scalars(select(User).where(User.username == "admin"))).all()
+            tokens = (await session.scalars(select(ApiToken))).all()
+            assert len(users) == 1 and len(tokens) == 1
+            assert await authenticate(session, "weir_same_token", now) is not None
+    finally:
+        for db in databases:
+            await db.dispose()
+        await drop_postgres_database(url)
