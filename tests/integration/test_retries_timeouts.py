@@ -113,7 +113,14 @@ async def test_a_timeout_stops_every_kind_of_task_and_counts_as_a_failure(stack:
     await stack.wait_for_dag("slow")
     run_id = await stack.trigger("slow")
 
-    assert await stack.wait_for_run("slow", run_id, timeout=30) == "failed"
+    try:
+        assert await stack.wait_for_run("slow", run_id, timeout=30) == "failed"
+    except AssertionError as stuck:  # say where it stood: this test has failed once in CI
+        states = {
+            task_id: (ti["state"], ti["attempt"], ti["wait_code"])
+            for task_id, ti in (await stack.task_instances("slow", run_id)).items()
+        }
+        raise AssertionError(f"{stuck}; task instances (state, attempt, wait): {states}") from None
 
     tis = await stack.task_instances("slow", run_id)
     for task_id in ("sync_sleeper", "async_sleeper", "shell_sleeper"):
