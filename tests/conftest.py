@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from app.db.engine import Database, create_database
+from tests.support.databases import (
+    create_postgres_database,
+    drop_postgres_database,
+    sqlite_database_url,
+)
 from tests.support.stack import BACKENDS, Stack, start_stack
 
 
@@ -22,3 +28,19 @@ def backend(request: pytest.FixtureRequest) -> str:
 async def stack(backend: str, tmp_path: Path) -> AsyncIterator[Stack]:
     async with start_stack(backend, tmp_path) as running:
         yield running
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated, empty database on each backend, dropped afterwards."""
+    if request.param == "sqlite":
+        url = await sqlite_database_url(tmp_path)
+    else:
+        url = await create_postgres_database()
+    opened = create_database(url)
+    try:
+        yield opened
+    finally:
+        await opened.dispose()
+        if request.param == "postgres":
+            await drop_postgres_database(url)

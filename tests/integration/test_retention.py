@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from app.retention import RetentionJob
 from tests.support.databases import (
     create_postgres_database,
     drop_postgres_database,
-    sqlite_database_url,
 )
 from tests.support.stack import wait_until
 from weir.config import Settings
@@ -33,21 +32,6 @@ NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
 class FrozenClock:
     def now(self) -> datetime:
         return NOW
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = await sqlite_database_url(tmp_path)
-    else:
-        url = await create_postgres_database()
-    opened = create_database(url)
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if request.param == "postgres":
-            await drop_postgres_database(url)
 
 
 def make_job(database: Database, **settings: Any) -> RetentionJob:

@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -20,32 +18,12 @@ from app.db.engine import Database, create_database
 from app.db.models import Connection, Dag, DagVersion, Variable, Webhook
 from app.secret_rotation import RotationReport, UndecryptableSecret, rotate_all
 from app.secrets import SecretBox
-from tests.support.databases import (
-    create_postgres_database,
-    drop_postgres_database,
-    sqlite_database_url,
-)
 from weir.errors import ConfigError
 
 NOW = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
 KEY_A, KEY_B = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 OLD, BOTH, NEW = SecretBox([KEY_A]), SecretBox([KEY_B, KEY_A]), SecretBox([KEY_B])
 VARIABLES = {f"var_{n:02}": f"value {n}" for n in range(7)}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = await sqlite_database_url(tmp_path)
-    else:
-        url = await create_postgres_database()
-    opened = create_database(url)
-    try:
-        yield opened
-    finally:
-        await opened.dispose()
-        if request.param == "postgres":
-            await drop_postgres_database(url)
 
 
 async def seed(database: Database, box: SecretBox) -> None:
