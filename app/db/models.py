@@ -168,6 +168,9 @@ class TaskInstance(Base):
     state: Mapped[TaskState] = mapped_column(String(20))
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     max_tries: Mapped[int] = mapped_column(Integer, default=1)
+    # Attempts lost with their worker (lease lapsed, interrupted): re-run without using retries,
+    # up to ``Settings.max_lost_attempts``.
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     retry_delay: Mapped[float] = mapped_column(default=0.0)
     queue: Mapped[str] = mapped_column(String(250))
     pool: Mapped[str] = mapped_column(String(250), default="default_pool")
