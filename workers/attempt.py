@@ -34,6 +34,7 @@ from workers.heartbeat import Lease
 from workers.identity import attempt_label
 from workers.logs import AttemptLog
 from workers.outcome import Outcome
+from workers.result_masking import mask_result
 from workers.runners import Runner
 
 __all__ = ["AttemptHandler", "AttemptResources"]
@@ -118,6 +119,9 @@ class AttemptHandler:
             if outcome is not None:
                 if outcome.error:  # a traceback may quote a secret the task fetched
                     outcome = dataclasses.replace(outcome, error=log.masker.mask(outcome.error))
+                if outcome.result is not None:  # viewers read XComs: mask secrets there too
+                    masked = mask_result(outcome.result, log.masker.mask)
+                    outcome = dataclasses.replace(outcome, result=masked)
                 log.write(_describe(outcome))
         return outcome, log.tail()
 

@@ -42,7 +42,9 @@ class Database:
 def create_database(url: str, *, pool_size: int = 10) -> Database:
     """Engine + sessions for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
     parsed = make_url(url)
-    options: dict[str, Any] = {}
+    # A failed statement's error text must not carry its parameters (passwords, secrets, tokens):
+    # it ends up in logs and on stderr.
+    options: dict[str, Any] = {"hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
