@@ -1,0 +1,106 @@
+"""The DAG files chaos tests write: every task marks the ledger (tests/support/ledger.py).
+
+Each source is built for one test's ledger path, since a DAG file cannot import the tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.ledger import MARK_SOURCE, shell_mark
+
+__all__ = ["LOAD_TASKS", "load_dag", "long_tasks_dag"]
+
+LOAD_TASKS = ("fetch", "crunch", "archive", "publish")
+"""The tasks of one run of ``load_dag``: async → (sync, shell) → async."""
+
+
+def _header(ledger: Path) -> str:
+    return (
+        "import asyncio\nimport time\n\nfrom weir import dag, task\n\n"
+        f"LEDGER = {str(ledger)!r}\n{MARK_SOURCE}\n"
+    )
+
+
+def load_dag(ledger: Path, dag_id: str = "chaos_load", work: float = 0.2) -> str:
+    """Four tasks of all three kinds per run, each working ``work`` seconds between its marks;
+    the diamond shape makes the scheduler act on every finish (``retries`` stays 0: a fault
+    of Weir's own must never cost a task one of its retries)."""
+    start, end = shell_mark("start", ledger), shell_mark("end", ledger)
+    return (
+        _header(ledger)
+        + f"""
+WORK = {work!r}
+
+
+@dag
+def {dag_id}():
+    @task
+    async def fetch() -> int:
+        mark("start")
+        await asyncio.sleep(WORK)
+        mark("end")
+        return 1
+
+    @task
+    def crunch(n: int) -> int:
+        mark("start")
+        time.sleep(WORK)
+        mark("end")
+        return n + 1
+
+    @task.shell
+    def archive(n: int) -> str:
+        return {f"{start}; sleep {work}; {end}; echo archived"!r}
+
+    @task
+    async def publish(n: int, archived: str) -> None:
+        mark("start")
+        await asyncio.sleep(WORK)
+        mark("end")
+
+    first = fetch()
+    publish(crunch(first), archive(first))
+
+
+{dag_id}()
+"""
+    )
+
+
+def long_tasks_dag(ledger: Path, dag_id: str = "chaos_long", seconds: float = 6.0) -> str:
+    """One long task of each kind, side by side, marking ``end`` only after ``seconds``: a worker
+    killed meanwhile must take the unfinished side effect with it."""
+    start, end = shell_mark("start", ledger), shell_mark("end", ledger)
+    return (
+        _header(ledger)
+        + f"""
+SECONDS = {seconds!r}
+
+
+@dag
+def {dag_id}():
+    @task
+    async def long_async() -> None:
+        mark("start")
+        await asyncio.sleep(SECONDS)
+        mark("end")
+
+    @task
+    def long_sync() -> None:
+        mark("start")
+        time.sleep(SECONDS)
+        mark("end")
+
+    @task.shell
+    def long_shell() -> str:
+        return {f"{start}; sleep {seconds}; {end}"!r}
+
+    long_async()
+    long_sync()
+    long_shell()
+
+
+{dag_id}()
+"""
+    )
