@@ -16,9 +16,15 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session
 
+from app.db.outage import DatabaseOutage, install_outage_tracking
 from app.live import ChangeFeed, install_change_feed
 
-__all__ = ["Database", "create_database"]
+__all__ = ["CONNECT_TIMEOUT", "POOL_TIMEOUT", "Database", "create_database"]
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds a new PostgreSQL connection may take: a database that is gone fails requests fast."""
+POOL_TIMEOUT = 10.0
+"""Seconds a request waits for a pooled connection before it answers 503."""
 
 
 class WeirSession(Session):
@@ -30,6 +36,7 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     changes: ChangeFeed = dataclasses.field(default_factory=ChangeFeed)
+    outage: DatabaseOutage = dataclasses.field(default_factory=DatabaseOutage)
 
     @property
     def is_postgres(self) -> bool:
@@ -50,18 +57,27 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         options["connect_args"] = {"timeout": 30}
     else:
-        options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        options.update(
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_timeout=POOL_TIMEOUT,
+            connect_args={"timeout": CONNECT_TIMEOUT},
+        )
     engine = create_async_engine(url, **options)
+    outage = DatabaseOutage()
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
+    else:
+        install_outage_tracking(engine, outage)
     changes = ChangeFeed()
     info: dict[str, Any] = {}
     install_change_feed(WeirSession, info, changes)
     sessions = async_sessionmaker(
         engine, expire_on_commit=False, sync_session_class=WeirSession, info=info
     )
-    return Database(engine, sessions, changes)
+    return Database(engine, sessions, changes, outage)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
