@@ -1,7 +1,8 @@
 """RFC 9457 problem details: the one place where errors become HTTP answers.
 
 Domain code raises ``weir.errors`` exceptions; these handlers turn them, FastAPI's validation errors
-and Starlette's HTTP errors into ``application/problem+json`` bodies.
+and Starlette's HTTP errors into ``application/problem+json`` bodies. A database outage
+(``app.db.outage``) is a 503 with ``Retry-After``, never a 500 with a traceback per request.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from app.db.outage import DatabaseUnavailable
 from weir.errors import Conflict, InvalidRequest, NotFound, WeirError
 
 __all__ = ["PROBLEM_RESPONSES", "Problem", "install_problem_handlers", "problem_response"]
 
 MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 5
+"""``Retry-After`` of a 503: outages are usually seconds (a failover, a restart)."""
 
 
 class Problem(BaseModel):
@@ -35,6 +40,12 @@ class Problem(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (400, 401, 403, 404, 409, 422)
+}
+PROBLEM_RESPONSES[503] = {
+    "model": Problem,
+    "content": {MEDIA_TYPE: {}},
+    "description": "The database is unavailable; try again after `Retry-After` seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}},
 }
 
 _STATUS_BY_ERROR: list[tuple[type[WeirError], int]] = [
@@ -106,8 +117,25 @@ async def _data_error(request: Request, error: Exception) -> Response:
     return _answer(request, 422, f"A value was refused by the database: {reason}")
 
 
+async def _database_unavailable(request: Request, error: Exception) -> Response:
+    """The database is down or out of connections: the server's trouble, and a passing one.
+
+    The outage itself is logged once by ``app.db.outage``, not once per request here.
+    """
+    if isinstance(error, PoolTimeout):
+        request.app.state.weir.database.outage.failed(error)
+        detail = "No database connection came free in time; try again shortly."
+    else:
+        detail = "The database is unavailable; try again shortly."
+    response = _answer(request, 503, detail)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(WeirError, _weir_error)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

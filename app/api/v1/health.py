@@ -1,4 +1,9 @@
-"""Health probes: ``live`` says the process serves; ``ready`` that its database answers."""
+"""Health probes: ``live`` says the process serves; ``ready`` that its database answers.
+
+During a database outage ``ready`` answers 503 (``app.api.problems``), so a load balancer sends
+traffic to replicas that can serve it, while ``live`` stays 200: restarting a replica does not
+bring the database back, and every loop resumes by itself when it returns.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from app.api.deps import Service
+from app.api.problems import PROBLEM_RESPONSES
 
 __all__ = ["router"]
 
@@ -26,9 +32,9 @@ async def live() -> HealthPublic:
     return HealthPublic(status="ok", version=__version__)
 
 
-@router.get("/health/ready", operation_id="health-ready")
+@router.get("/health/ready", operation_id="health-ready", responses={503: PROBLEM_RESPONSES[503]})
 async def ready(service: Service) -> HealthPublic:
-    """The process serves and its database answers (a readiness probe)."""
+    """The process serves and its database answers (a readiness probe); 503 while it does not."""
     from weir import __version__
 
     async with service.database.sessions() as session:
