@@ -39,6 +39,7 @@ from app.db.notifications import (
     record_failed_send,
     take_due_notifications,
 )
+from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
 from app.scheduler.wakeup import Wakeup
 from weir.clock import Clock
 from weir.config import Settings
@@ -114,6 +115,8 @@ class FailureNotifier:
                     if await self.send_due(http):
                         continue
                     timeout = await self._idle_timeout()
+                except UNAVAILABLE:
+                    timeout = OUTAGE_RETRY  # the outage is logged once, by app.db.outage
                 except Exception:
                     log.exception("failure notifier failed; retrying after the next wake-up")
                     timeout = self._sweep_interval
@@ -145,6 +148,8 @@ class FailureNotifier:
         except (httpx.HTTPError, OSError) as error:
             await self._record_failure(taken, error)
             return
+        except UNAVAILABLE:
+            return  # the outage is logged once (app.db.outage); the row's lease brings it back
         except Exception:
             log.exception("failure notification %s not sent; retried later", taken.id)
             return

@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from app.db.engine import Database
+from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
 from app.db.outbox import delete_outbox_rows, take_outbox_batch
 from app.scheduler.wakeup import Wakeup
 from weir.broker import Broker, OutgoingMessage
@@ -51,6 +52,9 @@ class OutboxRelay:
                 log.warning("cannot publish task messages (%s); retrying in 1 s", error)
                 self.publish_error = str(error)
                 await self._outbox_ready.wait(1.0)
+                continue
+            except UNAVAILABLE:  # the outage is logged once, by app.db.outage
+                await self._outbox_ready.wait(OUTAGE_RETRY)
                 continue
             except Exception:
                 log.exception("outbox relay failed; retrying after the next wake-up")

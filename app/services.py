@@ -1,7 +1,8 @@
 """The service's background loops, supervised together: scheduler, outbox relay, DAG processor,
 retention job, failure notifier (when configured) and (on PostgreSQL) the wake-up listener. They
 run in one TaskGroup: if one crashes, the group ends and the process exits non-zero rather than
-living on half alive."""
+living on half alive. A database outage is not a crash: each loop waits ``OUTAGE_RETRY`` seconds
+and tries again, and the outage is logged once (``app.db.outage``)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ class ServiceLoops:
                             ),
                         },
                         stop,
+                        outage=self._state.database.outage,
                     ),
                     name="wakeup-listener",
                 )

@@ -32,6 +32,7 @@ from app.dag_processor.store import (
     record_parsed_file,
 )
 from app.db.engine import Database
+from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
 from weir.config import Settings
 
 __all__ = ["DagProcessor"]
@@ -85,20 +86,25 @@ class DagProcessor:
             await asyncio.sleep(0)
             while not stop.is_set():
                 wake.clear()
-                await self._process_logging_errors()
+                rest = await self._process_logging_errors()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self._rescan_interval)
+                    await asyncio.wait_for(wake.wait(), rest)
 
-    async def _process_logging_errors(self) -> None:
-        """One cycle; a failure (database unreachable, say) is logged and the next cycle retries."""
+    async def _process_logging_errors(self) -> float:
+        """One cycle; a failure is logged and the next cycle retries. Returns how long to rest:
+        the rescan interval, or ``OUTAGE_RETRY`` while the database is unavailable (logged once
+        per outage, by ``app.db.outage``)."""
         try:
             await self.process_once()
+        except UNAVAILABLE:
+            return OUTAGE_RETRY
         except Exception:
             logger.exception(
                 "Processing the DAGs folder %s failed; retrying on the next change or within %g s",
                 self._folder,
                 self._rescan_interval,
             )
+        return self._rescan_interval
 
     async def _watch(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         """Set ``wake`` on every batch of changes until ``stop``; re-register when the folder is

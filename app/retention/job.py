@@ -17,6 +17,7 @@ from sqlalchemy import delete
 
 from app.db.engine import Database
 from app.db.models import DagRun
+from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
 from app.retention.export import append_records, read_records
 from app.retention.policy import RetentionPolicy, claim_expired_runs, load_policies
 from weir.clock import Clock
@@ -38,14 +39,18 @@ class RetentionJob:
         self._export_logs = settings.retention_export_logs
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Clean now and then every interval until ``stop``; a failed pass (the database away)
-        is logged and retried at the next one."""
+        """Clean now and then every interval until ``stop``; a failed pass is logged and retried
+        at the next one, or after ``OUTAGE_RETRY`` seconds when the database was unavailable
+        (the outage is logged once, by ``app.db.outage``)."""
         while not stop.is_set():
+            rest = self._interval
             try:
                 await self.run_once(stop)
+            except UNAVAILABLE:
+                rest = OUTAGE_RETRY
             except Exception:
                 log.exception("retention pass failed; retrying in %.0f s", self._interval)
-            await _rest(stop, self._interval)
+            await _rest(stop, rest)
 
     async def run_once(self, stop: asyncio.Event | None = None) -> int:
         """One pass over every DAG with a policy; returns how many runs it deleted.
@@ -61,6 +66,8 @@ class RetentionJob:
                 break
             try:
                 deleted += await self._clean_dag(dag_id, policy, stop)
+            except UNAVAILABLE:
+                raise  # no other DAG can be cleaned either: the pass ends
             except Exception:
                 log.exception("retention of dag_id=%s failed; retrying at the next pass", dag_id)
         return deleted

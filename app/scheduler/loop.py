@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
 from app.db.notifications import add_failure_notifications
+from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
 from app.db.transitions import FINISHED_RUNS
 from app.execution.tokens import AttemptTokens
 from app.scheduler import backfills, dag_callbacks, due_runs, progress, queueing, run_starts, sweeps
@@ -76,6 +77,8 @@ class Scheduler:
                 if await self.run_once():
                     continue
                 timeout = await self._idle_timeout()
+            except UNAVAILABLE:
+                timeout = OUTAGE_RETRY  # the outage is logged once, by app.db.outage
             except Exception:
                 log.exception("scheduler step failed; retrying after the next wake-up")
                 timeout = self._sweep_interval

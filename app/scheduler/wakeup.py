@@ -14,6 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.engine import CONNECT_TIMEOUT
+from app.db.outage import DatabaseOutage
+
 __all__ = ["CHANNEL", "WAKE_SCHEDULER", "Wakeup", "listen_for_wakeups", "wake_scheduler"]
 
 log = logging.getLogger(__name__)
@@ -51,22 +54,32 @@ async def wake_scheduler(session: AsyncSession) -> None:
 
 
 async def listen_for_wakeups(
-    database_url: str, callbacks: Mapping[str, Callable[[str], None]], stop: asyncio.Event
+    database_url: str,
+    callbacks: Mapping[str, Callable[[str], None]],
+    stop: asyncio.Event,
+    *,
+    outage: DatabaseOutage | None = None,
 ) -> None:
     """Call ``callbacks[channel](payload)`` on each NOTIFY of its channel until ``stop``;
     reconnects after a lost connection, calling every callback once then with an empty payload
-    (something may have been missed)."""
+    (something may have been missed). Failed reconnections count towards ``outage`` (logged
+    once per outage there), and a working one ends it."""
     import asyncpg  # only PostgreSQL deployments listen
 
     url = make_url(database_url).set(drivername="postgresql")
     dsn = url.render_as_string(hide_password=False)
     while not stop.is_set():
         try:
-            connection = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning("cannot LISTEN for wake-ups (%s); retrying in 1 s", error)
+            connection = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            if outage is None:
+                log.warning("cannot LISTEN for wake-ups (%s); retrying in 1 s", error)
+            else:
+                outage.failed(error)
             await _wait_or_stop(stop, 1.0)
             continue
+        if outage is not None:
+            outage.recovered()
         try:
             for channel, callback in callbacks.items():
                 await connection.add_listener(
@@ -77,6 +90,8 @@ async def listen_for_wakeups(
             for callback in callbacks.values():  # catch up on what came while not listening
                 callback("")
             await _wait_either(stop, lost)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError):
+            pass  # lost while subscribing: the connection is replaced at once, as when lost later
         finally:
             await connection.close(timeout=2)
 
