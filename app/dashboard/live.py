@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse
 
 from app.api.deps import Service
 from app.dashboard.sessions import UiSession, UiViewer
+from app.db.outage import UNAVAILABLE
 from weir.errors import NotFound
 
 __all__ = ["LiveView", "live_view", "router"]
@@ -66,8 +67,11 @@ async def stream(
         seen = seen_at_connect
         quiet = page_was_current
         while not feed.closed and not await request.is_disconnected():
-            async with service.database.sessions() as session:
-                fragments = await renderer(request, session, ui, params)
+            try:
+                async with service.database.sessions() as session:
+                    fragments = await renderer(request, session, ui, params)
+            except UNAVAILABLE:  # an outage (logged once): the page stays open, renders later
+                fragments = {}
             if quiet and feed.state_version != seen_at_connect:
                 quiet = False  # something changed before or while rendering: send it all
             for name, html in fragments.items():
