@@ -11,7 +11,10 @@ parent's per running attempt waits on that pipe.
 
 An attempt that is stopped (its ``timeout`` passed, its heartbeat was refused, or the worker
 abandons it) cannot be interrupted inside Python code, so its child is killed, with the process
-group the child leads (whatever the task started), and the next attempt gets a fresh child. Since
+group the child leads (whatever the task started), and the next attempt gets a fresh child. Each
+child's group is registered with the worker's reaper (``reaper.py``), which kills it should the
+worker itself be killed. A child that dies is noticed at once by its process sentinel, even when
+something it started still holds its end of the pipe. Since
 nothing is shared between children, killing one never harms the attempts of the others (a
 ``ProcessPoolExecutor`` would break as a whole, and a shared ``multiprocessing.Queue`` can be left
 locked by a killed writer).
@@ -32,7 +35,7 @@ import signal
 import threading
 from collections.abc import Callable
 from contextlib import suppress
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,7 @@ from workers.capture import LogSink
 from workers.dag_cache import DagCache
 from workers.invocation import invoke
 from workers.outcome import Outcome
+from workers.reaper import ProcessGroupReaper
 
 __all__ = ["SyncCall", "TaskProcessPool"]
 
@@ -74,7 +78,8 @@ class _Child:
     moment, even while ``serve`` is still starting the process.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reaper: ProcessGroupReaper) -> None:
+        self._reaper = reaper
         self._lock = threading.Lock()
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
@@ -96,7 +101,7 @@ class _Child:
             conn = self._conn or self._start()
             conn.send(call)
             while True:
-                kind, payload = conn.recv()
+                kind, payload = self._receive(conn)
                 if kind == "log":
                     deliver(payload)
                 elif kind == "fetch":
@@ -110,6 +115,15 @@ class _Child:
             self._close_pipe()
             return None
 
+    def _receive(self, conn: Connection) -> Any:
+        """The child's next message; EOFError as soon as the child is dead, even if something
+        it started keeps the pipe open."""
+        process = self._process
+        assert process is not None
+        if not conn.poll() and conn not in wait([conn, process.sentinel]) and not conn.poll():
+            raise EOFError("the task's process died")
+        return conn.recv()
+
     def kill(self) -> None:
         """Kill the child and what it started; the thread in ``serve`` then returns None."""
         with self._lock:
@@ -122,6 +136,7 @@ class _Child:
                 os.killpg(process.pid, signal.SIGKILL)
         with suppress(ValueError):
             process.kill()
+        self._reaper.forget(process.pid)
 
     def stop(self) -> None:
         """End an idle child: closing the pipe makes it return (blocking; call from a thread)."""
@@ -132,12 +147,16 @@ class _Child:
             if process.is_alive():
                 self.kill()
                 process.join()
+            if process.pid is not None:
+                self._reaper.forget(process.pid)
 
     def _start(self) -> Connection:
         context = multiprocessing.get_context("forkserver")
         parent_end, child_end = context.Pipe()
         process = context.Process(target=_child_main, args=(child_end,), name="weir-sync-task")
         process.start()
+        assert process.pid is not None
+        self._reaper.watch(process.pid)  # the child leads its own group (``os.setsid``)
         child_end.close()  # the child holds its own copy: EOF here now means the child is gone
         with self._lock:
             self._process, self._conn = process, parent_end
@@ -185,7 +204,8 @@ class _Delivery:
 class TaskProcessPool:
     """The worker's child processes for sync tasks (use it from one event loop)."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, reaper: ProcessGroupReaper) -> None:
+        self._reaper = reaper
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
         self._threads = concurrent.futures.ThreadPoolExecutor(
@@ -220,7 +240,7 @@ class TaskProcessPool:
             if child.is_usable:
                 return child
             child.kill()
-        return _Child()
+        return _Child(self._reaper)
 
     async def aclose(self) -> None:
         """Kill children still running abandoned calls, end the idle ones, stop the threads."""

@@ -1,5 +1,8 @@
 """Runs one claimed attempt, whatever its kind, and turns how it ended into an ``Outcome``.
 
+Every process group a runner starts is registered with the worker's reaper, so none outlives the
+worker (``reaper.py``).
+
 - sync Python callables: in the process pool (``process_pool.py``);
 - async Python callables: awaited in the worker's event loop, output captured per attempt
   through the contextvar-routed streams of ``capture.py``;
@@ -30,6 +33,7 @@ from workers.dag_cache import DagCache
 from workers.invocation import invoke_in_loop
 from workers.outcome import Outcome
 from workers.process_pool import SyncCall, TaskProcessPool
+from workers.reaper import ProcessGroupReaper
 from workers.shell import run_shell
 
 __all__ = ["Runner"]
@@ -41,7 +45,8 @@ class Runner:
     def __init__(self, dags_folder: Path, concurrency: int) -> None:
         self._dags_folder = dags_folder.resolve()  # pool processes may not share our cwd
         self._dags = DagCache(self._dags_folder)
-        self._pool = TaskProcessPool(max_workers=concurrency)
+        self._reaper = ProcessGroupReaper()
+        self._pool = TaskProcessPool(max_workers=concurrency, reaper=self._reaper)
 
     async def run(self, claim: ClaimAccepted, log: LogSink) -> Outcome:
         """Run the attempt the claim describes; what it prints and logs goes to ``log``."""
@@ -65,7 +70,7 @@ class Runner:
         except BaseException as exc:  # an import error, sys.exit() in the file, a missing task
             return Outcome.from_exception(exc)
         if task.kind is TaskKind.SHELL:
-            return await run_shell(task, claim, log)
+            return await run_shell(task, claim, log, self._reaper)
         if task.is_async:
             with capture_into(log):
                 return await invoke_in_loop(task, claim)
@@ -73,6 +78,7 @@ class Runner:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+        await asyncio.to_thread(self._reaper.close)
 
     async def load_task(self, claim: ClaimAccepted) -> Task:
         """The claimed task from the cached import (``workers.callbacks`` needs its options)."""
