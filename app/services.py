@@ -47,6 +47,7 @@ class ServiceLoops:
             outbox_ready=state.outbox_ready,
             versions=state.versions,
             sweep_interval=settings.sweep_interval,
+            max_lost_attempts=settings.max_lost_attempts,
             notifier_ready=self.notifier.ready if self.notifier is not None else None,
         )
         self.relay = OutboxRelay(

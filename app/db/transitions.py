@@ -37,11 +37,14 @@ async def set_task_state(
     expected: TaskState,
     target: TaskState,
     attempt: int | None = None,
+    next_attempt: bool = False,
     **values: Any,
 ) -> bool:
     """Move one task instance from ``expected`` to ``target`` if it is still there (and still at
-    ``attempt``, when given). Returns whether it moved."""
+    ``attempt``, when given); ``next_attempt`` starts the next try. Returns whether it moved."""
     check_transition(expected, target)
+    if next_attempt:
+        values["attempt"] = TaskInstance.attempt + 1
     statement = (
         update(TaskInstance)
         .where(TaskInstance.id == task_instance_id, TaskInstance.state == expected)

@@ -1,7 +1,8 @@
 """The scheduler: wait for a wake-up, run each step in its own short transaction, repeat at once
 while a step found work. No polling: the wait's timeout is the safety sweep period, shortened to
 the next moment something falls due: a retry or sensor poke, a scheduled run, a running run's
-``dagrun_timeout``.
+``dagrun_timeout``, the earliest lease of a running attempt (so a dead worker's attempts run again
+right after their lease lapses).
 
 When the failure notifier is configured, each step's transaction also writes a ``notification``
 row for every run it failed (``app.db.notifications``) and wakes the notifier after the commit.
@@ -35,6 +36,9 @@ MIN_IDLE_WAIT = 0.05
 """Something past due that the last pass could not take (another transaction held its rows)
 is tried again after this, not in a tight loop."""
 
+LAPSE_CHECK = 1.0
+"""While passes find work back to back, lapsed leases are looked for at most this often."""
+
 Step = Callable[[AsyncSession, datetime], Awaitable[int]]
 
 
@@ -49,6 +53,7 @@ class Scheduler:
         outbox_ready: Wakeup,
         versions: VersionCache,
         sweep_interval: float,
+        max_lost_attempts: int = 3,
         notifier_ready: Wakeup | None = None,
     ) -> None:
         self._database = database
@@ -59,7 +64,9 @@ class Scheduler:
         self._versions = versions
         self._sweep_interval = sweep_interval
         self._notifier_ready = notifier_ready  # set: failed runs get a notification row
+        self._max_lost_attempts = max_lost_attempts
         self._last_sweep: datetime | None = None
+        self._next_lapse: datetime | None = None  # the earliest lease, as of the last idle wait
         self._steps: list[tuple[str, Step]] = [
             ("create_due_runs", lambda s, now: due_runs.create_due_runs(s, versions, now)),
             ("start_queued_runs", run_starts.start_queued_runs),
@@ -114,12 +121,18 @@ class Scheduler:
         raise RuntimeError("the scheduler did not become idle")
 
     async def _sweep_if_due(self) -> int:
+        """Requeue lapsed attempts when the earliest lease seen while idle has passed, and at
+        most every ``LAPSE_CHECK`` seconds while busy (a busy loop does not stop to look)."""
         now = self._clock.now()
-        if self._last_sweep and (now - self._last_sweep).total_seconds() < self._sweep_interval:
+        lapse_due = self._next_lapse is not None and self._next_lapse <= now
+        period_due = self._last_sweep is None or (now - self._last_sweep).total_seconds() >= min(
+            self._sweep_interval, LAPSE_CHECK
+        )
+        if not (lapse_due or period_due):
             return 0
-        self._last_sweep = now
+        self._last_sweep, self._next_lapse = now, None
         async with self._database.sessions.begin() as session:
-            return await sweeps.fail_zombies(session, self._versions, now)
+            return await sweeps.requeue_lapsed_attempts(session, now, self._max_lost_attempts)
 
     async def _add_notifications(self, session: AsyncSession, now: datetime) -> int:
         """In the step's transaction: a notification row per run this step failed."""
@@ -131,10 +144,12 @@ class Scheduler:
 
     async def _idle_timeout(self) -> float:
         async with self._database.sessions() as session:
+            self._next_lapse = await sweeps.next_lease_lapse_at(session)
             due = [
                 await sweeps.next_retry_or_poke_at(session),
                 await due_runs.next_due_at(session),
                 await sweeps.next_run_timeout_at(session, self._versions),
+                self._next_lapse,
             ]
         timeout = self._sweep_interval
         for moment in filter(None, due):

@@ -1,7 +1,10 @@
-"""How an attempt ends: reported by its worker, or failed as a zombie when its lease lapses.
+"""How an attempt ends: reported by its worker, or lost with it.
 
-Both paths use these functions, so a zombie (or a task its worker stopped at its ``timeout``) is
-retried exactly like a task that raised, with the backoff of ``weir.retries``.
+A task that raised, or that its worker stopped at its ``timeout``, is retried with the backoff of
+``weir.retries`` (``record_failure``). An attempt lost with its worker (its lease lapsed, or a
+stopping worker interrupted it) is not the task's fault: ``record_lost`` runs it again at once as
+the next attempt without using one of its retries, up to ``max_lost_attempts`` lapses; a task
+lost more often than that is probably what kills its workers, and fails naming itself.
 
 A sensor's poke that is not done yet ends in ``record_reschedule``: each poke is an attempt of its
 own (so the fences of invariants 1 and 2 hold unchanged), and each reschedule adds one to
@@ -22,7 +25,13 @@ from app.scheduler.versions import VersionCache
 from weir.retries import retry_delay_for
 from weir.states import TaskState
 
-__all__ = ["load_task_instance", "record_failure", "record_reschedule", "record_success"]
+__all__ = [
+    "load_task_instance",
+    "record_failure",
+    "record_lost",
+    "record_reschedule",
+    "record_success",
+]
 
 _CONTINUED = (TaskState.UP_FOR_RESCHEDULE, TaskState.UP_FOR_RETRY)
 """How an attempt ends when the task goes on: the sensor's clock keeps running across these."""
@@ -78,6 +87,77 @@ async def record_failure(
     if not retry:
         await flag_runs_for_scheduling(session, [ti.dag_run_id])
     return target
+
+
+async def record_lost(
+    session: AsyncSession,
+    ti: TaskInstance,
+    attempt: int,
+    reason: str,
+    now: datetime,
+    *,
+    max_lost: int | None,
+) -> TaskState | None:
+    """The attempt was lost with its worker: ``running -> scheduled`` as the next attempt, with
+    ``max_tries`` raised so no retry is used (as a sensor's poke does). ``max_lost`` bounds how
+    often that may happen (lapses count, a graceful stop's interruptions, ``None``, do not); past
+    it the task fails. None if fenced off."""
+    lost = ti.lost_attempts + (1 if max_lost is not None else 0)
+    if max_lost is not None and lost > max_lost:
+        return await _fail_lost(session, ti, attempt, reason, now, max_lost)
+    moved = await set_task_state(
+        session,
+        ti.id,
+        expected=TaskState.RUNNING,
+        target=TaskState.SCHEDULED,
+        attempt=attempt,
+        next_attempt=True,
+        **_NEXT_ATTEMPT,
+        lost_attempts=lost,
+    )
+    if not moved:
+        return None
+    error = f"{reason} It runs again as attempt {attempt + 1}, without using one of its retries."
+    await _close_attempt(session, ti.id, attempt, TaskState.UP_FOR_RETRY, now, error)
+    return TaskState.SCHEDULED
+
+
+_NEXT_ATTEMPT: dict[str, Any] = {
+    "max_tries": TaskInstance.max_tries + 1,
+    "worker": None,
+    "start_date": None,
+    "end_date": None,
+    "lease_expires_at": None,
+    "next_retry_at": None,
+}
+
+
+async def _fail_lost(
+    session: AsyncSession, ti: TaskInstance, attempt: int, reason: str, now: datetime, limit: int
+) -> TaskState | None:
+    """Lost once too often: failed without a retry, since another try would likely kill another
+    worker. The reason names the task, so the operator knows which one to look at."""
+    error = (
+        f"{reason} Task {ti.dag_id}.{ti.task_id} (run {ti.run_id}) was lost with its worker "
+        f"{limit + 1} times: it is probably what kills its workers (it exits the process, "
+        "crashes in native code or runs out of memory). Failed without using its retries; "
+        "raise WEIR_MAX_LOST_ATTEMPTS if its workers die for other reasons."
+    )
+    moved = await set_task_state(
+        session,
+        ti.id,
+        expected=TaskState.RUNNING,
+        target=TaskState.FAILED,
+        attempt=attempt,
+        end_date=now,
+        lease_expires_at=None,
+        lost_attempts=limit + 1,
+    )
+    if not moved:
+        return None
+    await _close_attempt(session, ti.id, attempt, TaskState.FAILED, now, error)
+    await flag_runs_for_scheduling(session, [ti.dag_run_id])
+    return TaskState.FAILED
 
 
 async def _retry_delay(

@@ -1,9 +1,9 @@
-"""Time-driven moves: retries whose backoff ended, sensors due for their next poke, zombies whose
+"""Time-driven moves: retries whose backoff ended, sensors due for their next poke, attempts whose
 lease lapsed, and runs past their DAG's ``dagrun_timeout``.
 
-The zombie sweep is the safety net of invariant 2. Retries, pokes and run timeouts are checked at
-every scheduler pass, and the scheduler sleeps no longer than until the next of them falls due
-(``next_retry_or_poke_at``, ``next_run_timeout_at``), so each happens within a pass of its time.
+The lapsed-lease sweep is the safety net of invariant 2. Each of these is checked when it falls
+due: the scheduler sleeps no longer than until the next of them (``next_retry_or_poke_at``,
+``next_lease_lapse_at``, ``next_run_timeout_at``), so each happens within a pass of its time.
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.models import DagRun, TaskAttempt, TaskInstance
 from app.db.transitions import set_run_state, set_task_states
 from app.execution.tokens import AttemptTokens
-from app.scheduler.outcomes import record_failure
+from app.scheduler.outcomes import record_lost
 from app.scheduler.queueing import queue_attempts
 from app.scheduler.versions import VersionCache
 from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 
 __all__ = [
     "fail_timed_out_runs",
-    "fail_zombies",
+    "next_lease_lapse_at",
     "next_retry_or_poke_at",
     "next_run_timeout_at",
     "queue_due_retries_and_pokes",
+    "requeue_lapsed_attempts",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,23 +68,41 @@ async def queue_due_retries_and_pokes(
     return moved
 
 
-async def fail_zombies(session: AsyncSession, versions: VersionCache, now: datetime) -> int:
-    """Fail running attempts whose lease lapsed (their worker died or lost touch)."""
+async def requeue_lapsed_attempts(session: AsyncSession, now: datetime, max_lost: int) -> int:
+    """Run again the attempts whose lease lapsed (their worker died, froze or lost touch), each as
+    its next attempt without using a retry, up to ``max_lost`` lapses per task instance."""
     statement = (
         select(TaskInstance)
         .where(TaskInstance.state == TaskState.RUNNING, TaskInstance.lease_expires_at < now)
         .limit(BATCH)
         .with_for_update(skip_locked=True)
     )
-    zombies = list((await session.scalars(statement)).all())
-    for ti in zombies:
+    lapsed = list((await session.scalars(statement)).all())
+    for ti in lapsed:
         log.warning(
-            "zombie: lease lapsed dag_id=%s run_id=%s task_id=%s attempt=%s worker=%s",
-            ti.dag_id, ti.run_id, ti.task_id, ti.attempt, ti.worker,
-        )  # fmt: skip
-        error = f"The attempt's lease lapsed at {ti.lease_expires_at}: worker {ti.worker} is gone."
-        await record_failure(session, ti, ti.attempt, error, now, versions)
-    return len(zombies)
+            "lease lapsed dag_id=%s run_id=%s task_id=%s attempt=%s worker=%s",
+            ti.dag_id,
+            ti.run_id,
+            ti.task_id,
+            ti.attempt,
+            ti.worker,
+        )
+        reason = (
+            f"The lease of attempt {ti.attempt} of {ti.dag_id}.{ti.task_id} lapsed at "
+            f"{ti.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC: worker {ti.worker} stopped renewing it "
+            "(it died, froze or lost touch with the API)."
+        )
+        await record_lost(session, ti, ti.attempt, reason, now, max_lost=max_lost)
+    return len(lapsed)
+
+
+async def next_lease_lapse_at(session: AsyncSession) -> datetime | None:
+    """When the earliest running attempt's lease lapses, so the scheduler wakes then and a dead
+    worker's attempts run again within a lease, not a sweep period, of its last heartbeat."""
+    statement = select(func.min(TaskInstance.lease_expires_at)).where(
+        TaskInstance.state == TaskState.RUNNING
+    )
+    return (await session.execute(statement)).scalar()
 
 
 async def next_retry_or_poke_at(session: AsyncSession) -> datetime | None:

@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
-from app.db.models import DagRun, TaskAttempt, TaskInstance
-from app.scheduler.sweeps import fail_zombies
-from app.scheduler.versions import DagStructure, VersionCache
+from app.db.models import TaskAttempt, TaskInstance
 from tests.support.stack import Stack, start_stack, wait_until
-from weir.states import TaskState
 
 
 async def attempts(stack: Stack, run_id: str, task_id: str) -> list[TaskAttempt]:
@@ -197,53 +192,3 @@ async def test_a_dagrun_timeout_fires_at_its_deadline_not_at_the_next_sweep(
     assert 2.0 <= ran.total_seconds() < 3.5, ran
 
 
-class CountingCache(VersionCache):
-    """The real cache, remembering which versions it was asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: set[int] = set()
-
-    async def get_many(
-        self, session: AsyncSession, version_ids: Iterable[int]
-    ) -> dict[int, DagStructure]:
-        wanted = set(version_ids)
-        self.asked |= wanted
-        return await super().get_many(session, wanted)
-
-
-async def test_the_zombie_sweep_reads_retry_options_through_the_given_cache(
-    backend: str, tmp_path: Path
-) -> None:
-    """The scheduler hands the sweep its shared ``VersionCache`` (no cache per sweep)."""
-    async with start_stack(backend, tmp_path, workers=0, sweep_interval=60.0) as stack:
-        stack.write_dag("backoff.py", BACKOFF)
-        await stack.wait_for_dag("backoff")
-        run_id = await stack.trigger("backoff")
-
-        async def queued() -> tuple[int, int] | None:
-            async with stack.database.sessions() as session:
-                row = (
-                    await session.execute(
-                        select(TaskInstance.id, DagRun.version_id)
-                        .join(DagRun, DagRun.id == TaskInstance.dag_run_id)
-                        .where(DagRun.run_id == run_id, TaskInstance.state == TaskState.QUEUED)
-                    )
-                ).first()
-                return (row.id, row.version_id) if row else None
-
-        ti_id, version_id = await wait_until(queued)
-        now = datetime.now(UTC)
-        async with stack.database.sessions.begin() as session:  # a claim whose worker vanished
-            await session.execute(
-                update(TaskInstance)
-                .where(TaskInstance.id == ti_id)
-                .values(state=TaskState.RUNNING, lease_expires_at=now - timedelta(seconds=1))
-            )
-        cache = CountingCache()
-        async with stack.database.sessions.begin() as session:
-            assert await fail_zombies(session, cache, now) == 1
-        assert cache.asked == {version_id}
-        async with stack.database.sessions() as session:
-            state = await session.scalar(select(TaskInstance.state).where(TaskInstance.id == ti_id))
-        assert state == TaskState.UP_FOR_RETRY
