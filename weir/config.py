@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     dags_folder: Path = Path("dags")
     data_dir: Path = Path(".weir")
     api_url: str = Field(
-        default="http://127.0.0.1:8080", description="Where workers reach the API."
+        default="http://127.0.0.1:8080",
+        description="Where workers reach the API: one URL, or several separated by commas (a "
+        "worker fails over to the next when one cannot be reached).",
     )
     host: str = "127.0.0.1"
     port: int = 8080
@@ -57,8 +59,21 @@ class Settings(BaseSettings):
     )
 
     # Scheduling and leases (seconds).
-    heartbeat_interval: float = Field(default=5.0, gt=0)
-    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between a worker's (batched) heartbeats."
+    )
+    lease_seconds: float = Field(
+        default=8.0,
+        gt=0,
+        description="A running attempt not renewed for this long is lost with its worker and "
+        "runs again; at least twice the heartbeat interval.",
+    )
+    max_lost_attempts: int = Field(
+        default=3,
+        ge=0,
+        description="How often a task instance may be lost with its worker (lease lapsed) and "
+        "run again without using its retries; once more and it fails, named as the likely cause.",
+    )
     sweep_interval: float = Field(default=5.0, gt=0)
     dag_parse_timeout: float = Field(default=30.0, gt=0)
     dag_rescan_interval: float = Field(default=30.0, gt=0)
@@ -89,6 +104,30 @@ class Settings(BaseSettings):
         default=False, description="Include each attempt's log text in the export."
     )
 
+    # HTTP limits (see docs/decisions/http-hardening.md).
+    max_request_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body /api/v1 and the dashboard accept (413 above it).",
+    )
+    max_execution_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Largest request body /execution/v1 accepts: workers' log batches and "
+        "finish reports, which carry the end of the log and the task's return value.",
+    )
+    max_conf_bytes: int = Field(
+        default=64 * 1024,
+        ge=2,
+        description="Largest run conf, measured as compact JSON (422 above it).",
+    )
+    request_head_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client may take to send a request's line and headers before "
+        "its connection is closed (against slow-header attacks).",
+    )
+
     # Failure notifier (see docs/scheduling/callbacks.md).
     notify_url: str | None = Field(
         default=None, description="POST a JSON summary of every failed run to this URL."
@@ -105,6 +144,12 @@ class Settings(BaseSettings):
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["default"])
     worker_concurrency: int = Field(default=8, ge=1)
     worker_grace_period: float = Field(default=30.0, ge=0)
+    broker_heartbeat: int = Field(
+        default=5,
+        ge=0,
+        description="AMQP heartbeat timeout (s): RabbitMQ drops a dead or frozen consumer after "
+        "about this long and hands its unacknowledged messages to others (0: off).",
+    )
 
     log_level: str = "INFO"
 
@@ -117,6 +162,16 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
             )
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        if self.lease_seconds < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"WEIR_LEASE_SECONDS ({self.lease_seconds:g}) must be at least twice "
+                f"WEIR_HEARTBEAT_INTERVAL ({self.heartbeat_interval:g}): one late heartbeat "
+                "must not make a healthy worker's attempts run again elsewhere."
+            )
+        return self
 
     @field_validator("worker_queues", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "MESSAGE_VERSION",
@@ -20,6 +20,9 @@ __all__ = [
     "FinishAccepted",
     "FinishRequest",
     "HeartbeatAccepted",
+    "HeartbeatBatch",
+    "HeartbeatBatchAccepted",
+    "HeartbeatBeat",
     "HeartbeatRequest",
     "LogAppend",
     "ReleaseRequest",
@@ -32,6 +35,26 @@ MESSAGE_VERSION: Literal[1] = 1
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NUL_REPLACEMENT = "\ufffd"
+"""What a NUL character in a task's output, traceback or return value becomes on the wire.
+
+PostgreSQL's text and JSONB cannot hold NUL; SQLite can. Replacing it here, where the worker's
+report is built and the service reads it, makes both backends store the same characters, so a task
+that prints or returns NUL succeeds with its whole log kept (U+FFFD is Unicode's own mark for a
+character that could not be represented)."""
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` (text, or JSON data) with every NUL, in strings and keys alike, replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", NUL_REPLACEMENT)
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 class TaskMessage(_Wire):
@@ -96,21 +119,50 @@ class HeartbeatAccepted(_Wire):
     lease_expires_at: datetime
 
 
+class HeartbeatBeat(_Wire):
+    """One running attempt in a worker's batched heartbeat, with its own token and fence."""
+
+    task_instance_id: int
+    attempt: int = Field(ge=1)
+    token: str
+
+
+class HeartbeatBatch(_Wire):
+    """Every attempt a worker runs, renewed in one request (so a short lease stays cheap)."""
+
+    beats: list[HeartbeatBeat] = Field(max_length=10_000)
+
+
+class HeartbeatBatchAccepted(_Wire):
+    """Each beat answered on its own: renewed, or refused (the attempt is no longer current or
+    the token does not authorise it), in which case the worker stops that attempt."""
+
+    lease_expires_at: datetime
+    renewed: list[int] = Field(description="Task instance ids whose lease was renewed.")
+    refused: list[int] = Field(description="Task instance ids the worker must stop.")
+
+
 class LogAppend(_Wire):
     attempt: int = Field(ge=1)
     data: str = Field(description="Text to append to the attempt's log, newlines included.")
 
+    _no_nul = field_validator("data")(_without_nul)
+
 
 class FinishRequest(_Wire):
-    """How an attempt ended; ``reschedule`` is a sensor's "not yet" (the service pokes again)."""
+    """How an attempt ended; ``reschedule`` is a sensor's "not yet" (the service pokes again);
+    ``interrupted``: the worker stopped it while shutting down (it runs again at once, without
+    using one of the task's retries)."""
 
     attempt: int = Field(ge=1)
-    state: Literal["success", "failed", "reschedule"]
+    state: Literal["success", "failed", "reschedule", "interrupted"]
     result: Any = None
     error: str | None = Field(default=None, description="The traceback when state is failed.")
     log: str | None = Field(
         default=None, description="The end of the attempt's log, not shipped before the report."
     )
+
+    _no_nul = field_validator("result", "error", "log")(_without_nul)
 
 
 class FinishAccepted(_Wire):

@@ -4,12 +4,14 @@
 
 - a message that cannot be parsed is dead-lettered;
 - the worker acks only once the execution API has answered the claim: accepted → ack, then run;
-  refused → ack and drop (a duplicate, or an attempt that is no longer current); no answer →
-  nack, so the message comes back;
+  refused → ack and drop (a duplicate, or an attempt that is no longer current), or dead-letter
+  when no claim could ever succeed (401: the token is not valid; 404: no such task instance);
+  no answer → nack, so the message comes back;
 - once stopping, a message not yet claimed is nacked, and an attempt claimed but not yet started
   is handed back through ``release``;
-- the outcome is reported with ``finish`` after the log has been flushed; a fenced-off or
-  cancelled attempt reports nothing (its lease lapses and the service retries it).
+- the outcome is reported with ``finish`` after the log has been flushed; a fenced-off attempt
+  reports nothing; one the worker abandons (its grace period ended) is reported ``interrupted``,
+  so it runs again at once.
 
 No exception escapes but the cancellation with which the worker abandons an attempt.
 """
@@ -30,7 +32,7 @@ from weir.resources import Connection, ResourceKind, VariableValue, use_resource
 from workers.callbacks import run_task_callback
 from workers.capture import log_line
 from workers.client import AttemptRefused, ExecutionClient
-from workers.heartbeat import Lease
+from workers.heartbeat import LeaseKeeper
 from workers.identity import attempt_label
 from workers.logs import AttemptLog
 from workers.outcome import Outcome
@@ -41,6 +43,13 @@ __all__ = ["AttemptHandler", "AttemptResources"]
 
 logger = logging.getLogger(__name__)
 
+INTERRUPTED_REPORT_TIMEOUT = 5.0
+"""How long an abandoned attempt's report may take: the worker is shutting down."""
+
+_UNCLAIMABLE = frozenset({401, 404})
+"""Claim refusals that no retry can change (a forged or corrupt token, a task instance that does
+not exist): such a message is dead-lettered, where an operator can see it."""
+
 _result_repr = reprlib.Repr()
 _result_repr.maxstring = _result_repr.maxother = 500
 
@@ -49,9 +58,16 @@ class AttemptHandler:
     """Handles the messages of one worker; ``stop`` set means the worker is shutting down."""
 
     def __init__(
-        self, *, client: ExecutionClient, runner: Runner, worker: str, stop: asyncio.Event
+        self,
+        *,
+        client: ExecutionClient,
+        runner: Runner,
+        leases: LeaseKeeper,
+        worker: str,
+        stop: asyncio.Event,
     ) -> None:
         self._client = client
+        self._leases = leases
         self._runner = runner
         self._worker = worker
         self._stop = stop
@@ -98,8 +114,12 @@ class AttemptHandler:
         try:
             return await self._client.claim(message.task_instance_id, message.token, request)
         except AttemptRefused as exc:
-            logger.info("%s: claim refused (%s); dropping the message", label, exc)
-            await _settle(delivery.ack, "ack", message)
+            if exc.status_code in _UNCLAIMABLE:
+                logger.error("%s: claim refused (%s); dead-lettering the message", label, exc)
+                await _settle(delivery.dead_letter, "dead-letter", message)
+            else:
+                logger.info("%s: claim refused (%s); dropping the message", label, exc)
+                await _settle(delivery.ack, "ack", message)
         except Exception as exc:
             logger.error("%s: claim failed (%s); returning the message to its queue", label, exc)
             await _settle(delivery.nack, "nack", message)
@@ -130,25 +150,39 @@ class AttemptHandler:
     ) -> Outcome | None:
         with use_resources(AttemptResources(self._client, message, log)):
             running = asyncio.create_task(self._runner.run(claim, log))  # copies the context
-        lease = Lease(self._client, message, claim)
-        beating = asyncio.create_task(lease.keep(running))
+        with self._leases.hold(message, claim, running) as lease:
+            try:
+                return await running
+            except asyncio.CancelledError:
+                if lease.is_fenced and not _is_being_cancelled():
+                    return None
+                await self._report_interrupted(message)
+                raise
+            except Exception as exc:  # a runner bug: report it rather than let the lease lapse
+                logger.exception("%s: the runner failed", attempt_label(message))
+                return Outcome.from_exception(exc)
+
+    async def _report_interrupted(self, message: TaskMessage) -> None:
+        """The worker abandons the attempt (its grace period ended): say so at once, so that it
+        runs again elsewhere now rather than when its lease lapses."""
+        label = attempt_label(message)
+        body = FinishRequest(
+            attempt=message.attempt,
+            state="interrupted",
+            error=f"Worker {self._worker} stopped before the attempt finished.",
+        )
         try:
-            return await running
-        except asyncio.CancelledError:
-            if lease.is_fenced and not _is_being_cancelled():
-                return None
+            async with asyncio.timeout(INTERRUPTED_REPORT_TIMEOUT):
+                await self._client.finish(message.task_instance_id, message.token, body)
+        except Exception as exc:
             logger.warning(
-                "%s: abandoned before it finished; it reports nothing, its lease will lapse and "
-                "the service will retry it",
-                attempt_label(message),
+                "%s: abandoned before it finished; could not report it (%s), so it runs again "
+                "when its lease lapses",
+                label,
+                exc,
             )
-            raise
-        except Exception as exc:  # a runner bug: report it rather than let the lease lapse
-            logger.exception("%s: the runner failed", attempt_label(message))
-            return Outcome.from_exception(exc)
-        finally:
-            beating.cancel()
-            await asyncio.wait([beating])
+        else:
+            logger.warning("%s: abandoned before it finished; it runs again elsewhere", label)
 
     async def _report(
         self, message: TaskMessage, claim: ClaimAccepted, outcome: Outcome, log: str | None

@@ -10,6 +10,10 @@ Transient failures (connection errors, timeouts, 5xx, 429) are retried with jitt
 backoff for a bounded time per call (``RetryBudget``), then raised as ``ExecutionApiError``. A
 retried call may have reached the service the first time: the fence turns such a duplicate into a
 409, so a worker treats ``AttemptRefused`` after a retry the same way as any other refusal.
+
+``WEIR_API_URL`` may name several replicas, separated by commas: a call that cannot reach one
+(a connection error or timeout) is retried on the next, and the worker stays with the replica that
+answered. Any replica serves any attempt: they share the database and the token key.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from weir.messages import (
     FinishAccepted,
     FinishRequest,
     HeartbeatAccepted,
+    HeartbeatBatch,
+    HeartbeatBatchAccepted,
     HeartbeatRequest,
     LogAppend,
     ReleaseRequest,
@@ -103,8 +109,10 @@ class ExecutionClient:
         *,
         budget: RetryBudget | None = None,
     ) -> None:
-        self._api_url = api_url.rstrip("/")
-        self._base = f"{self._api_url}/execution/v1/task-instances"
+        self._api_urls = [url.strip().rstrip("/") for url in api_url.split(",") if url.strip()]
+        if not self._api_urls:
+            raise ValueError("WEIR_API_URL is empty: give the URL of at least one `weir api`.")
+        self._current = 0
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
         self._budget = budget or RetryBudget()
@@ -132,6 +140,12 @@ class ExecutionClient:
         )
         return _parse(HeartbeatAccepted, response)
 
+    async def heartbeats(self, body: HeartbeatBatch) -> HeartbeatBatchAccepted:
+        """Renew the leases of every attempt the worker runs; each beat carries its token."""
+        call = _Call("POST", "/execution/v1/heartbeats", json=body.model_dump(mode="json"))
+        response = await self._send(call, None, self._budget.heartbeat)
+        return _parse(HeartbeatBatchAccepted, response)
+
     async def append_log(self, task_instance_id: int, token: str, body: LogAppend) -> None:
         await self._post(task_instance_id, "logs", token, body, self._budget.logs)
 
@@ -148,12 +162,14 @@ class ExecutionClient:
         self, task_instance_id: int, token: str, attempt: int, kind: ResourceKind, name: str
     ) -> Connection | VariableValue | None:
         """A connection or variable for the running attempt's task; None if it does not exist."""
-        url = f"{self._base}/{task_instance_id}/{kind}s/{quote(name, safe='')}"
-        request = self._http.build_request(
-            "GET", url, params={"attempt": attempt}, headers={"Authorization": f"Bearer {token}"}
+        call = _Call(
+            "GET",
+            f"{_TASK_INSTANCES}/{task_instance_id}/{kind}s/{quote(name, safe='')}",
+            params={"attempt": attempt},
+            token=token,
         )
         try:
-            response = await self._send(request, attempt, self._budget.fetch)
+            response = await self._send(call, attempt, self._budget.fetch)
         except AttemptRefused as exc:
             if exc.status_code == 404:  # the attempt is checked first: 404 is the resource
                 return None
@@ -164,25 +180,20 @@ class ExecutionClient:
             return _VARIABLE.validate_json(response.content)
         except ValueError as exc:
             raise ExecutionApiError(
-                f"GET {url} answered a body that is not a {kind}: {exc}"
+                f"GET {call.path} answered a body that is not a {kind}: {exc}"
             ) from exc
 
     async def _post(
         self, task_instance_id: int, call: str, token: str, body: BaseModel, budget: float
     ) -> httpx.Response:
         """POST with retries of transient failures; the answer is a 2xx or an exception."""
-        url = f"{self._base}/{task_instance_id}/{call}"
-        request = self._http.build_request(
-            "POST", url, json=body.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {token}"},
-        )  # fmt: skip
-        return await self._send(request, getattr(body, "attempt", None), budget)
+        path = f"{_TASK_INSTANCES}/{task_instance_id}/{call}"
+        post = _Call("POST", path, json=body.model_dump(mode="json"), token=token)
+        return await self._send(post, getattr(body, "attempt", None), budget)
 
-    async def _send(
-        self, request: httpx.Request, attempt: int | None, budget: float
-    ) -> httpx.Response:
+    async def _send(self, call: _Call, attempt: int | None, budget: float) -> httpx.Response:
         """Send with retries of transient failures; the answer is a 2xx or an exception."""
-        url = f"{request.method} {request.url}"
+        url = f"{call.method} {call.path}"
         retrying = AsyncRetrying(
             stop=stop_after_delay(budget),
             wait=wait_exponential_jitter(
@@ -197,16 +208,23 @@ class ExecutionClient:
         try:
             async for try_ in retrying:
                 with try_:
-                    return await self._send_once(request, url)
+                    return await self._send_once(call, url)
         except (httpx.TransportError, _TransientError) as exc:
             raise ExecutionApiError(
                 f"{url} kept failing for {budget:g} s ({exc!r}); is the API at "
-                f"{self._api_url} up, and is WEIR_API_URL right?"
+                f"{', '.join(self._api_urls)} up, and is WEIR_API_URL right?"
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 
-    async def _send_once(self, request: httpx.Request, url: str) -> httpx.Response:
-        response = await self._http.send(request)
+    async def _send_once(self, call: _Call, url: str) -> httpx.Response:
+        """One try, at the replica in use now; a connection failure moves on to the next."""
+        current = self._current
+        request = call.build(self._http, self._api_urls[current])
+        try:
+            response = await self._http.send(request)
+        except httpx.TransportError:
+            self._fail_over(current)
+            raise
         if response.is_success:
             return response
         if response.status_code in _REFUSALS:
@@ -215,6 +233,36 @@ class ExecutionClient:
             raise _TransientError(response)
         raise ExecutionApiError(
             f"{url} answered {response.status_code}: {_problem_detail(response)}"
+        )
+
+    def _fail_over(self, failed: int) -> None:
+        """Move to the next replica (unless a concurrent call already moved on)."""
+        if len(self._api_urls) > 1 and self._current == failed:
+            self._current = (failed + 1) % len(self._api_urls)
+            logger.warning(
+                "API at %s unreachable; trying %s",
+                self._api_urls[failed],
+                self._api_urls[self._current],
+            )
+
+
+_TASK_INSTANCES = "/execution/v1/task-instances"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Call:
+    """One execution-API call, built anew for each try (the replica may change between tries)."""
+
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] | None = None
+    token: str | None = None
+
+    def build(self, http: httpx.AsyncClient, api_url: str) -> httpx.Request:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        return http.build_request(
+            self.method, api_url + self.path, json=self.json, params=self.params, headers=headers
         )
 
 

@@ -3,7 +3,8 @@
 Signals are the CLI's business: it sets ``stop``. Then the worker stops consuming (cancelling its
 subscription and nacking what it has not claimed), hands back attempts it claimed but has not
 started, lets running attempts finish within ``worker_grace_period`` seconds and cancels the rest;
-a cancelled attempt reports nothing, so its lease lapses and the service retries it.
+a cancelled attempt is reported ``interrupted`` and runs again elsewhere at once, without using
+one of its retries.
 
 Every long-lived piece of work, the consumer loop and each attempt, is a task of one
 ``asyncio.TaskGroup``: a crash ends the group and ``run`` raises, never leaving a half-alive worker.
@@ -20,6 +21,7 @@ from workers.attempt import AttemptHandler
 from workers.client import ExecutionClient
 from workers.consumer import Consumer
 from workers.dag_callbacks import DagCallbackHandler
+from workers.heartbeat import LeaseKeeper
 from workers.identity import worker_name
 from workers.runners import Runner
 
@@ -44,7 +46,10 @@ class Worker:
         settings = self._settings
         client = self._client or ExecutionClient(settings.api_url)
         runner = Runner(settings.dags_folder, settings.worker_concurrency)
-        handler = AttemptHandler(client=client, runner=runner, worker=self.name, stop=stop)
+        leases = LeaseKeeper(client)
+        handler = AttemptHandler(
+            client=client, runner=runner, leases=leases, worker=self.name, stop=stop
+        )
         router = DagCallbackHandler(runner.load_dags, handler.handle, stop)
         consumer = Consumer(
             self._broker, settings.worker_queues, settings.worker_concurrency, router.handle
@@ -60,10 +65,12 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(consumer.run(group))
+                beating = group.create_task(leases.run())
                 await stop.wait()
                 logger.info("Worker %s stopping: no new messages", self.name)
                 await consumer.stop()
                 await consumer.drain(settings.worker_grace_period)
+                beating.cancel()
         finally:
             await runner.aclose()
             if self._client is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
@@ -23,6 +23,8 @@ from weir.messages import (
     FinishAccepted,
     FinishRequest,
     HeartbeatAccepted,
+    HeartbeatBatch,
+    HeartbeatBatchAccepted,
     HeartbeatRequest,
     LogAppend,
     ReleaseRequest,
@@ -79,6 +81,27 @@ async def heartbeat(
     _authorise(service, token, ti_id, body.attempt)
     return await execution.renew_lease(
         session, ti_id, body.attempt, service.clock.now(), service.settings.lease_seconds
+    )
+
+
+@router.post("/heartbeats", operation_id="execution-heartbeats")
+async def heartbeats(
+    body: HeartbeatBatch, service: Service, session: Session
+) -> HeartbeatBatchAccepted:
+    """A worker's batched heartbeat: each beat carries its own attempt token and is renewed or
+    refused on its own (a bad token refuses only its beat)."""
+    authorised = [
+        (beat.task_instance_id, beat.attempt)
+        for beat in body.beats
+        if service.tokens.is_valid(beat.token, beat.task_instance_id, beat.attempt)
+    ]
+    now = service.clock.now()
+    lease_seconds = service.settings.lease_seconds
+    renewed = await execution.renew_leases(session, authorised, now, lease_seconds)
+    return HeartbeatBatchAccepted(
+        lease_expires_at=now + timedelta(seconds=lease_seconds),
+        renewed=sorted(renewed),
+        refused=sorted({beat.task_instance_id for beat in body.beats} - renewed),
     )
 
 

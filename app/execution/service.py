@@ -6,19 +6,25 @@ Each function is one business operation in the caller's transaction; each is fen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import AttemptLog, DagRun, TaskAttempt, TaskInstance
 from app.db.transitions import set_task_state
 from app.live import LOG, mark_changed
 from app.scheduler.mapping import load_results, map_element
-from app.scheduler.outcomes import load_task_instance, record_failure, record_success
+from app.scheduler.outcomes import (
+    load_task_instance,
+    record_failure,
+    record_lost,
+    record_success,
+)
 from app.scheduler.versions import DagStructure, TaskSpec, VersionCache
-from weir.errors import Conflict
+from weir.errors import Conflict, NotFound
 from weir.messages import (
     ClaimAccepted,
     ClaimRequest,
@@ -31,7 +37,14 @@ from weir.params import merge_params
 from weir.states import TaskState
 from weir.task import MAP_ELEMENT_INPUT
 
-__all__ = ["append_log", "claim_attempt", "finish_attempt", "release_attempt", "renew_lease"]
+__all__ = [
+    "append_log",
+    "claim_attempt",
+    "finish_attempt",
+    "release_attempt",
+    "renew_lease",
+    "renew_leases",
+]
 
 
 def _stale(ti_id: int, attempt: int, doing: str) -> Conflict:
@@ -73,7 +86,9 @@ async def claim_attempt(
             )
         )
     ti = await session.get(TaskInstance, ti_id)
-    if ti is None or not (moved or _is_own_claim(ti, body)):
+    if ti is None:  # 404: the worker dead-letters the message, it can never be claimed
+        raise NotFound(f"Task instance {ti_id} does not exist (its run was deleted?).")
+    if not (moved or _is_own_claim(ti, body)):
         raise _stale(ti_id, body.attempt, "be claimed")
     run = await session.get_one(DagRun, ti.dag_run_id)
     structure = await versions.get(session, run.version_id)
@@ -137,6 +152,26 @@ async def renew_lease(
     return HeartbeatAccepted(lease_expires_at=expires)
 
 
+async def renew_leases(
+    session: AsyncSession, attempts: Sequence[tuple[int, int]], now: datetime, lease_seconds: float
+) -> set[int]:
+    """A worker's batched heartbeat: renew every lease still held by ``(task instance id,
+    attempt)`` in one statement; returns the ids renewed (the others were fenced off)."""
+    if not attempts:
+        return set()
+    result = await session.execute(
+        update(TaskInstance)
+        .where(
+            tuple_(TaskInstance.id, TaskInstance.attempt).in_(attempts),
+            TaskInstance.state == TaskState.RUNNING,
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(TaskInstance.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars().all())
+
+
 async def append_log(session: AsyncSession, ti_id: int, body: LogAppend, now: datetime) -> None:
     current = await session.execute(
         select(TaskInstance.id).where(
@@ -165,6 +200,9 @@ async def finish_attempt(
     if body.state == "success":
         if not await record_success(session, ti, body.attempt, body.result, now):
             outcome = None
+    elif body.state == "interrupted":
+        reason = body.error or "The worker stopped while the attempt was running."
+        outcome = await record_lost(session, ti, body.attempt, reason, now, max_lost=None)
     else:
         outcome = await record_failure(session, ti, body.attempt, body.error, now, versions)
     if outcome is None:

@@ -12,7 +12,7 @@ import pytest
 
 from weir.messages import ClaimAccepted, TaskKind, TaskMessage
 from workers.client import ExecutionClient, RetryBudget
-from workers.heartbeat import Lease
+from workers.heartbeat import LeaseKeeper
 from workers.logs import AttemptLog
 
 MESSAGE = TaskMessage(
@@ -97,16 +97,54 @@ async def test_a_refused_log_is_dropped_without_raising(http: list[httpx.AsyncCl
 
 async def test_a_refused_heartbeat_cancels_the_attempt(http: list[httpx.AsyncClient]) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(409, json={"detail": "not current"})
+        beats = json.loads(request.content)["beats"]
+        ids = [beat["task_instance_id"] for beat in beats]
+        return httpx.Response(
+            200, json={"lease_expires_at": "2026-01-01T00:00:00Z", "renewed": [], "refused": ids}
+        )
 
-    lease = Lease(client_for(http, httpx.MockTransport(refuse)), MESSAGE, CLAIM)
+    keeper = LeaseKeeper(client_for(http, httpx.MockTransport(refuse)))
     running = asyncio.create_task(asyncio.Event().wait())
 
-    await lease.keep(running)
+    with keeper.hold(MESSAGE, CLAIM, running) as lease:
+        await keeper.beat()
 
     assert lease.is_fenced
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+async def test_one_request_renews_every_running_attempt(http: list[httpx.AsyncClient]) -> None:
+    bodies: list[dict[str, object]] = []
+
+    def renew(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        ids = [beat["task_instance_id"] for beat in body["beats"]]
+        return httpx.Response(
+            200, json={"lease_expires_at": "2026-01-01T00:00:00Z", "renewed": ids, "refused": []}
+        )
+
+    keeper = LeaseKeeper(client_for(http, httpx.MockTransport(renew)))
+    other = MESSAGE.model_copy(update={"task_instance_id": 6, "token": "j"})
+    first = asyncio.create_task(asyncio.Event().wait())
+    second = asyncio.create_task(asyncio.Event().wait())
+
+    with keeper.hold(MESSAGE, CLAIM, first) as one, keeper.hold(other, CLAIM, second) as two:
+        await keeper.beat()
+
+    assert bodies == [
+        {
+            "beats": [
+                {"task_instance_id": 5, "attempt": 2, "token": "k"},
+                {"task_instance_id": 6, "attempt": 2, "token": "j"},
+            ]
+        }
+    ]
+    assert not one.is_fenced and not two.is_fenced
+    assert not first.done() and not second.done()
+    first.cancel()
+    second.cancel()
 
 
 async def test_a_short_attempts_log_rides_with_the_report(http: list[httpx.AsyncClient]) -> None:

@@ -31,7 +31,9 @@ def create_broker(settings: Settings) -> Broker:
     if url.startswith(("amqp://", "amqps://")):
         from weir.broker.rabbitmq import RabbitMQBroker
 
-        return RabbitMQBroker(url, namespace=settings.broker_namespace)
+        return RabbitMQBroker(
+            url, namespace=settings.broker_namespace, heartbeat=settings.broker_heartbeat
+        )
     raise ConfigError(
         f"WEIR_BROKER_URL {url!r} is not supported: use amqp://user:pass@host:5672/ for RabbitMQ "
         "or memory:// for the in-process queue of `weir standalone`."

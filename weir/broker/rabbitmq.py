@@ -176,8 +176,19 @@ class RabbitMQBroker:
     failure and restores declarations, QoS and consumers; publishes in flight then fail with
     ``BrokerError`` and the outbox relay publishes them again."""
 
-    def __init__(self, url: str, namespace: str = "weir", *, publish_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "weir",
+        *,
+        publish_timeout: float = 30.0,
+        heartbeat: int | None = None,
+    ) -> None:
         self._url = url
+        # AMQP heartbeats let RabbitMQ drop a dead or frozen (SIGSTOPped) consumer within about
+        # this many seconds and hand its unacknowledged messages to the others; a
+        # ``heartbeat=`` in the URL wins.
+        self._heartbeat = heartbeat if "heartbeat=" not in urlsplit(url).query else None
         self._namespace = namespace
         self._publish_timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
@@ -198,7 +209,12 @@ class RabbitMQBroker:
             return
         where = urlsplit(self._url)
         try:
-            self._connection = await aio_pika.connect_robust(self._url)
+            if self._heartbeat is None:
+                self._connection = await aio_pika.connect_robust(self._url)
+            else:
+                self._connection = await aio_pika.connect_robust(
+                    self._url, heartbeat=self._heartbeat
+                )
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             self._publish_channel = channel
             exchange = await channel.declare_exchange(
