@@ -32,6 +32,7 @@ from app.api.v1 import (
     webhooks,
     xcoms,
 )
+from app.api.validation import RefuseNulParameters
 from app.auth import ensure_bootstrap_admin
 from app.dashboard import routes as dashboard
 from app.db.engine import Database
@@ -104,6 +105,7 @@ def create_app(
         app.include_router(module.router)
     dashboard.install_dashboard(app)
     install_openapi(app)
+    app.add_middleware(RefuseNulParameters)  # NUL in a path or query: 400, on every route
     return app
 
 
