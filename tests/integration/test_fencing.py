@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.execution.tokens import AttemptTokens
-from tests.support.stack import Stack
+from tests.support.stack import Stack, wait_until
 
 ONE_TASK = """
     from weir import dag, task
@@ -122,3 +122,71 @@ async def test_only_one_claim_of_an_attempt_wins(stack: Stack) -> None:
     done = await _post(stack, ti_id, 1, "finish", {"state": "success", "result": 5})
     assert done.status_code == 200 and done.json()["state"] == "success"
     assert await stack.wait_for_run("unserved", run_id) == "success"
+
+
+WAITS_FOR_FILE = """
+    import asyncio
+    from pathlib import Path
+
+    from weir import dag, task
+
+    GO = Path(__file__).parent.parent / "go"
+
+    @dag
+    def held():
+        @task
+        async def hold() -> int:
+            while not GO.exists():
+                await asyncio.sleep(0.05)
+            return 1
+
+        hold()
+
+    held()
+"""
+
+
+async def test_a_batched_heartbeat_fences_each_beat_on_its_own(stack: Stack) -> None:
+    from datetime import datetime
+
+    from sqlalchemy import select
+
+    from app.db.models import TaskInstance
+
+    stack.write_dag("held.py", WAITS_FOR_FILE)
+    await stack.wait_for_dag("held")
+    run_id = await stack.trigger("held")
+
+    async def running() -> bool:
+        return (await stack.task_instances("held", run_id))["hold"]["state"] == "running"
+
+    await wait_until(running)
+    ti_id = await _task_instance_id(stack, run_id)
+    assert stack.settings.secret_key is not None
+    tokens = AttemptTokens(stack.settings.secret_key.get_secret_value().encode())
+
+    async def lease() -> datetime | None:
+        async with stack.database.sessions() as session:
+            statement = select(TaskInstance.lease_expires_at).where(TaskInstance.id == ti_id)
+            return await session.scalar(statement)
+
+    before = await lease()
+    response = await stack.client.post(
+        "/execution/v1/heartbeats",
+        json={
+            "beats": [
+                {"task_instance_id": ti_id, "attempt": 1, "token": tokens.issue(ti_id, 1)},
+                {"task_instance_id": ti_id + 1, "attempt": 1, "token": tokens.issue(ti_id, 1)},
+                {"task_instance_id": ti_id + 2, "attempt": 3, "token": tokens.issue(ti_id + 2, 3)},
+            ]
+        },
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["renewed"] == [ti_id]
+    assert body["refused"] == [ti_id + 1, ti_id + 2]  # a forged token; no such attempt
+    after = await lease()
+    assert before is not None and after is not None and after > before
+    (stack.dags_folder.parent / "go").touch()
+    assert await stack.wait_for_run("held", run_id) == "success"

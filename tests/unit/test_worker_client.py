@@ -145,3 +145,29 @@ async def test_the_client_closes_the_http_client_it_created() -> None:
     async with ExecutionClient("http://weir.test") as client:
         http = client._http
     assert http.is_closed
+
+
+async def test_failover_sends_each_try_to_the_replica_in_use() -> None:
+    seen: list[str] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.host == "down.test":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(204)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+        client = ExecutionClient("http://down.test,http://up.test/prefix", http, budget=FAST)
+        await client.append_log(5, "tok", LogAppend(attempt=2, data="x\n"))
+        await client.append_log(5, "tok", LogAppend(attempt=2, data="y\n"))
+
+    assert seen == [
+        "http://down.test/execution/v1/task-instances/5/logs",
+        "http://up.test/prefix/execution/v1/task-instances/5/logs",
+        "http://up.test/prefix/execution/v1/task-instances/5/logs",
+    ]
+
+
+def test_an_empty_api_url_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="WEIR_API_URL is empty"):
+        ExecutionClient(" , ")
