@@ -15,6 +15,21 @@ from tests.support.databases import (
 )
 from tests.support.stack import BACKENDS, Stack, start_stack
 
+CHAOS = Path(__file__).resolve().parent / "chaos"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a chaos test run by an xdist worker before it starts anything: chaos tests kill
+    processes and time recoveries, which a parallel suite sharing the machine would skew."""
+    is_chaos = item.get_closest_marker("chaos") is not None or CHAOS in item.path.parents
+    if is_chaos and hasattr(item.config, "workerinput"):
+        pytest.fail(
+            "Chaos tests run serially: `make chaos`, or `pytest tests/chaos` without -n "
+            "(and `pytest -n N --ignore=tests/chaos` for the rest).",
+            pytrace=False,
+        )
+
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
