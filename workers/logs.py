@@ -104,6 +104,8 @@ class AttemptLog:
         self._closed.set()
         self._wakeup.set()
         await shipper
+        # The tail rides with the finish report, whose body the API bounds: ship any excess.
+        await self._send_buffered(keep=MAX_REQUEST_CHARS)
 
     def tail(self) -> str | None:
         """The text not shipped yet, for the finish report (None if there is none to send)."""
@@ -133,8 +135,10 @@ class AttemptLog:
             if not self._closing:
                 await self._send_buffered()
 
-    async def _send_buffered(self) -> None:
-        while self._chunks and not self._refused:
+    async def _send_buffered(self, keep: int = 0) -> None:
+        """Ship the buffer in requests of at most ``MAX_REQUEST_CHARS`` until ``keep`` or fewer
+        characters are left."""
+        while sum(map(len, self._chunks)) > keep and not self._refused:
             data = "".join(self._chunks)
             self._chunks.clear()
             batch, rest = data[:MAX_REQUEST_CHARS], data[MAX_REQUEST_CHARS:]

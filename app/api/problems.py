@@ -39,7 +39,8 @@ class Problem(BaseModel):
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (400, 401, 403, 404, 409, 422)
+    code: {"model": Problem, "content": {MEDIA_TYPE: {}}}
+    for code in (400, 401, 403, 404, 409, 413, 422)
 }
 PROBLEM_RESPONSES[503] = {
     "model": Problem,

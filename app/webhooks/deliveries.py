@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.conf_size import conf_size_error
 from app.db.models import Dag, Webhook, WebhookDelivery
 from app.live import mark_changed
 from app.scheduler.dag_runs import RunRequest, create_run
@@ -72,6 +73,7 @@ class DeliveryContext:
     secrets: SecretBox
     versions: VersionCache
     now: datetime
+    max_conf_bytes: int  # WEIR_MAX_CONF_BYTES
     window: timedelta = DEFAULT_WINDOW
 
 
@@ -138,6 +140,8 @@ async def _admit(
         await _claim(session, call, delivery_id, outcome, context.now)
         return outcome
     conf = map_conf(payload, hook.conf_fields)
+    if (too_large := conf_size_error(conf, context.max_conf_bytes)) is not None:
+        _reject(delivery_id, Verdict.BAD_CONF, 422, too_large)
     structure = await context.versions.get(session, dag.version_id)
     errors = conf_errors(structure.options.get("params") or {}, conf)
     if errors:

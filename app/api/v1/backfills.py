@@ -17,6 +17,7 @@ from app.api.problems import PROBLEM_RESPONSES
 from app.api.v1.dags import get_dag
 from app.audit import record
 from app.auth import Operator, Viewer
+from app.conf_size import check_conf_size
 from app.db.models import Backfill
 from app.scheduler import backfills
 from app.scheduler.wakeup import wake_scheduler
@@ -159,6 +160,7 @@ async def create_backfill(
 ) -> BackfillPublic:
     """Queue a run for each interval of the range that has none (422 with none to run, or more
     than 10,000); the runs start within the backfill's own ``max_active_runs``."""
+    check_conf_size(body.conf, service.settings.max_conf_bytes)
     dag = await get_dag(session, body.dag_id)
     structure = await service.versions.get(session, dag.version_id)
     check_conf(structure.options.get("params") or {}, body.conf)

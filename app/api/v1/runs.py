@@ -15,6 +15,7 @@ from app.api.problems import PROBLEM_RESPONSES
 from app.api.v1.dags import IdPath, get_dag
 from app.audit import record
 from app.auth import Operator, Viewer
+from app.conf_size import check_conf_size
 from app.db.models import DagRun
 from app.scheduler.dag_runs import RunRequest, create_run
 from app.scheduler.marking import mark_run
@@ -139,6 +140,7 @@ async def trigger_run(
     A ``conf`` that does not fit the DAG's params is refused (422, each field named) before
     anything is written.
     """
+    check_conf_size(body.conf, service.settings.max_conf_bytes)
     dag = await get_dag(session, dag_id)
     structure = await service.versions.get(session, dag.version_id)
     check_conf(structure.options.get("params") or {}, body.conf)

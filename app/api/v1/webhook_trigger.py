@@ -94,7 +94,10 @@ async def deliver_webhook(
         body_too_large=too_large,
     )
     context = DeliveryContext(
-        secrets=service.secrets, versions=service.versions, now=service.clock.now()
+        secrets=service.secrets,
+        versions=service.versions,
+        now=service.clock.now(),
+        max_conf_bytes=service.settings.max_conf_bytes,
     )
     outcome = await receive_delivery(session, call, context)
     if outcome.status_code >= 400:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service, Session
 from app.audit import record
+from app.conf_size import conf_size_error
 from app.dags_service import find_dag
 from app.dashboard.sessions import UiOperator
 from app.dashboard.templating import render
@@ -238,6 +239,9 @@ async def trigger_run(
     else:
         conf, text_errors = conf_from_text(form.get(CONF_FIELD, ""))
         errors = {}
+    if not errors and not text_errors:
+        too_large = conf_size_error(conf, service.settings.max_conf_bytes)
+        text_errors = [] if too_large is None else [too_large]
     if errors or text_errors:
         return render(
             request, "partials/dags_trigger.html", ui, status_code=422, dag=dag,
