@@ -16,6 +16,7 @@ from app.api.bearer_gate import BearerGate
 from app.api.body_limit import BodyLimitMiddleware, BodyLimits
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
+from app.api.security_headers import SecurityHeaders
 from app.api.v1 import (
     audit,
     backfills,
@@ -108,10 +109,11 @@ def create_app(
     dashboard.install_dashboard(app)
     install_openapi(app)
     app.add_middleware(RefuseNulParameters)  # NUL in a path or query: 400, on every route
-    # The last added runs first: sizes, then tokens, both before the body is read
-    # (docs/decisions/http-hardening.md).
+    # The last added runs first: headers on every answer, then sizes, then tokens (both before
+    # the body is read; docs/decisions/http-hardening.md).
     app.add_middleware(BearerGate, state=state)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
+    app.add_middleware(SecurityHeaders)
     return app
 
 
