@@ -7,7 +7,6 @@ bodies, so that ``weir --help`` stays fast and a DAG file's ``import weir`` stay
 from __future__ import annotations
 
 import asyncio
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,6 +19,7 @@ from weir.cli_resources import connections_app, variables_app
 from weir.cli_secrets import secrets_app
 from weir.cli_users import tokens_app, users_app
 from weir.config import Settings
+from weir.data_dir import make_private, prepare_data_dir, read_or_create_secret
 from weir.errors import ConfigError, WeirError
 from weir.remote import backfill, dags_app, runs_app, tasks_app
 from weir.runtime import QuietServer, configure_logging, stop_on_signals
@@ -95,24 +95,18 @@ def _standalone_settings(settings: Settings) -> Settings:
     """Fill in what a newcomer should not have to: database file, secret key, admin token and
     password (kept in the data directory, so a restart keeps them)."""
     data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir)  # 0700, its files 0600 (weir.data_dir)
     updates: dict[str, Any] = {"api_url": f"http://{settings.host}:{settings.port}"}
     if "database_url" not in settings.model_fields_set:
+        make_private(data_dir / "weir.db")
         updates["database_url"] = f"sqlite+aiosqlite:///{(data_dir / 'weir.db').resolve()}"
     if settings.secret_key is None:
-        updates["secret_key"] = _read_or_create(data_dir / "secret_key")
+        updates["secret_key"] = read_or_create_secret(data_dir / "secret_key")
     if settings.bootstrap_admin_token is None:
-        updates["bootstrap_admin_token"] = _read_or_create(data_dir / "admin_token", "weir_")
+        updates["bootstrap_admin_token"] = read_or_create_secret(data_dir / "admin_token", "weir_")
     if settings.bootstrap_admin_password is None:
-        updates["bootstrap_admin_password"] = _read_or_create(data_dir / "admin_password")
+        updates["bootstrap_admin_password"] = read_or_create_secret(data_dir / "admin_password")
     return Settings(**{**settings.model_dump(exclude_unset=True), **updates})
-
-
-def _read_or_create(path: Path, prefix: str = "") -> str:
-    if not path.exists():
-        path.write_text(prefix + secrets.token_urlsafe(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
 
 
 async def _standalone(settings: Settings) -> None:
@@ -128,7 +122,12 @@ async def _standalone(settings: Settings) -> None:
     await broker.connect()
     app = create_app(settings, database, broker, manage_broker=False)
     server = QuietServer(
-        app, settings.host, settings.port, settings.log_level, on_shutdown=database.changes.close
+        app,
+        settings.host,
+        settings.port,
+        settings.log_level,
+        on_shutdown=database.changes.close,
+        head_timeout=settings.request_head_timeout,
     )
     stop = asyncio.Event()
     stop_on_signals(stop)
@@ -188,6 +187,7 @@ async def _api(settings: Settings) -> None:
                     settings.port,
                     settings.log_level,
                     on_shutdown=database.changes.close,
+                    head_timeout=settings.request_head_timeout,
                 )
             )
         finally:

@@ -50,6 +50,9 @@ GRACEFUL_SHUTDOWN_SECONDS = 10
 """How long a stopping server lets open requests finish before cancelling them (a safety net:
 event streams end at once through ``on_shutdown``)."""
 
+DEFAULT_HEAD_TIMEOUT = 10.0
+"""Seconds a client may take to send a request's line and headers (Settings' default too)."""
+
 
 class QuietServer:
     """A uvicorn server that does not install signal handlers (``stop_on_signals`` owns them)."""
@@ -62,10 +65,15 @@ class QuietServer:
         log_level: str,
         *,
         on_shutdown: Callable[[], None] | None = None,
+        head_timeout: float = DEFAULT_HEAD_TIMEOUT,
     ) -> None:
         """``on_shutdown`` runs when a shutdown starts, before uvicorn waits for open connections
-        to finish: the place to end long-lived responses (the dashboard's event streams)."""
+        to finish: the place to end long-lived responses (the dashboard's event streams).
+        ``head_timeout``: seconds a client may take to send a request's head
+        (``weir.http_head_timeout``; the CLI passes ``Settings.request_head_timeout``)."""
         uvicorn = _import_uvicorn()
+        from weir.http_head_timeout import with_head_timeout
+
         self._on_shutdown = on_shutdown
 
         class _Server(uvicorn.Server):  # type: ignore[misc,name-defined]
@@ -76,6 +84,7 @@ class QuietServer:
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level.lower(), access_log=False,
             lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            http=with_head_timeout(head_timeout),
         )  # fmt: skip
         self._server = _Server(config)
 
