@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from weir.terminal_text import printable
+
 __all__ = [
     "DEFAULT_URL",
     "Token",
@@ -257,18 +259,22 @@ def task_logs(
         bool, typer.Option("--follow", "-f", help="Keep printing until the task ends.")
     ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between checks when following.")] = 1.0,
+    raw: Annotated[
+        bool, typer.Option(help="Print control characters as they are (for a file).")
+    ] = False,
     url: Url = DEFAULT_URL,
     token: Token = "",
 ) -> None:
     """Print a task's log. With --follow, print what comes next as it comes (following the
-    next attempts too, unless --attempt pins one) until the task ends."""
+    next attempts too, unless --attempt pins one) until the task ends. Control characters other
+    than newline and tab are shown escaped (\\x1b…), so a log cannot drive your terminal."""
     path = f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
     base: dict[str, Any] = {} if map_index is None else {"map_index": map_index}
     current, offset = attempt, 0
     while True:
         params = base | {"offset": offset} | ({} if current is None else {"attempt": current})
         piece = call_api("GET", url, token, f"{path}/logs", params=params)
-        sys.stdout.write(piece["content"])
+        sys.stdout.write(piece["content"] if raw else printable(piece["content"]))
         sys.stdout.flush()
         current, offset = piece["attempt"], piece["next_offset"]
         if piece["content"]:
