@@ -48,6 +48,7 @@ class ServiceLoops:
             versions=state.versions,
             sweep_interval=settings.sweep_interval,
             max_lost_attempts=settings.max_lost_attempts,
+            lease_seconds=settings.lease_seconds,
             notifier_ready=self.notifier.ready if self.notifier is not None else None,
         )
         self.relay = OutboxRelay(

@@ -32,7 +32,7 @@ from weir.resources import Connection, ResourceKind, VariableValue, use_resource
 from workers.callbacks import run_task_callback
 from workers.capture import log_line
 from workers.client import AttemptRefused, ExecutionClient
-from workers.heartbeat import LeaseKeeper
+from workers.heartbeat import Lease, LeaseKeeper
 from workers.identity import attempt_label
 from workers.logs import AttemptLog
 from workers.outcome import Outcome
@@ -85,9 +85,12 @@ class AttemptHandler:
             if self._stop.is_set():
                 await self._release(message)
                 return
-            outcome, log_tail = await self._run(message, claim)
-            if outcome is not None:
-                await self._report(message, claim, outcome, log_tail)
+            # The lease is held until the report is answered: a report waiting for the log to
+            # reach a recovering service must not let the attempt lapse meanwhile.
+            with self._leases.hold(message, claim) as lease:
+                outcome, log_tail = await self._run(message, claim, lease)
+                if outcome is not None:
+                    await self._report(message, claim, outcome, log_tail)
         except Exception:
             logger.exception("Unexpected error handling a message from queue %s", delivery.queue)
 
@@ -126,7 +129,7 @@ class AttemptHandler:
         return None
 
     async def _run(
-        self, message: TaskMessage, claim: ClaimAccepted
+        self, message: TaskMessage, claim: ClaimAccepted, lease: Lease
     ) -> tuple[Outcome | None, str | None]:
         """Run with the log shipped and the lease kept; the outcome (``None`` if the attempt was
         fenced off) and the end of the log, which goes with the report."""
@@ -135,7 +138,7 @@ class AttemptHandler:
         log = AttemptLog(self._client, message)
         async with log.shipping():
             log.write(log_line(logging.INFO, f"{label}: running on worker {self._worker}"))
-            outcome = await self._run_leased(message, claim, log)
+            outcome = await self._run_leased(message, claim, log, lease)
             if outcome is not None:
                 if outcome.error:  # a traceback may quote a secret the task fetched
                     outcome = dataclasses.replace(outcome, error=log.masker.mask(outcome.error))
@@ -146,21 +149,21 @@ class AttemptHandler:
         return outcome, log.tail()
 
     async def _run_leased(
-        self, message: TaskMessage, claim: ClaimAccepted, log: AttemptLog
+        self, message: TaskMessage, claim: ClaimAccepted, log: AttemptLog, lease: Lease
     ) -> Outcome | None:
         with use_resources(AttemptResources(self._client, message, log)):
             running = asyncio.create_task(self._runner.run(claim, log))  # copies the context
-        with self._leases.hold(message, claim, running) as lease:
-            try:
-                return await running
-            except asyncio.CancelledError:
-                if lease.is_fenced and not _is_being_cancelled():
-                    return None
-                await self._report_interrupted(message)
-                raise
-            except Exception as exc:  # a runner bug: report it rather than let the lease lapse
-                logger.exception("%s: the runner failed", attempt_label(message))
-                return Outcome.from_exception(exc)
+        lease.running = running  # a refused heartbeat cancels it
+        try:
+            return await running
+        except asyncio.CancelledError:
+            if lease.is_fenced and not _is_being_cancelled():
+                return None
+            await self._report_interrupted(message)
+            raise
+        except Exception as exc:  # a runner bug: report it rather than let the lease lapse
+            logger.exception("%s: the runner failed", attempt_label(message))
+            return Outcome.from_exception(exc)
 
     async def _report_interrupted(self, message: TaskMessage) -> None:
         """The worker abandons the attempt (its grace period ended): say so at once, so that it

@@ -141,9 +141,11 @@ class ExecutionClient:
         return _parse(HeartbeatAccepted, response)
 
     async def heartbeats(self, body: HeartbeatBatch) -> HeartbeatBatchAccepted:
-        """Renew the leases of every attempt the worker runs; each beat carries its token."""
+        """Renew the leases of every attempt the worker runs; each beat carries its token.
+        One try only: the next beat, an interval later, is the retry (a backoff between tries
+        could outlast a short lease just after the service recovered)."""
         call = _Call("POST", "/execution/v1/heartbeats", json=body.model_dump(mode="json"))
-        response = await self._send(call, None, self._budget.heartbeat)
+        response = await self._send(call, None, budget=0.0)
         return _parse(HeartbeatBatchAccepted, response)
 
     async def append_log(self, task_instance_id: int, token: str, body: LogAppend) -> None:

@@ -38,7 +38,7 @@ class Lease:
 
     message: TaskMessage
     interval: float
-    running: asyncio.Task[Any]
+    running: asyncio.Task[Any] | None = None  # the attempt, once started
     is_fenced: bool = False
 
     def fence(self) -> None:
@@ -49,7 +49,8 @@ class Lease:
             attempt_label(self.message),
         )
         self.is_fenced = True
-        self.running.cancel()
+        if self.running is not None:
+            self.running.cancel()
 
 
 class LeaseKeeper:
@@ -61,11 +62,9 @@ class LeaseKeeper:
         self._held = asyncio.Event()
 
     @contextmanager
-    def hold(
-        self, message: TaskMessage, claim: ClaimAccepted, running: asyncio.Task[Any]
-    ) -> Iterator[Lease]:
-        """Renew this attempt's lease while the block runs."""
-        lease = Lease(message, claim.heartbeat_interval, running)
+    def hold(self, message: TaskMessage, claim: ClaimAccepted) -> Iterator[Lease]:
+        """Renew this attempt's lease while the block runs (its run and its report)."""
+        lease = Lease(message, claim.heartbeat_interval)
         self._leases[message.task_instance_id] = lease
         self._held.set()
         try:

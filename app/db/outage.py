@@ -60,6 +60,7 @@ class DatabaseOutage:
 
     def __init__(self) -> None:
         self._began: float | None = None  # time.monotonic() of the first failure
+        self._ended: float | None = None  # time.monotonic() of the last recovery
         self._failures = 0
 
     @property
@@ -70,6 +71,14 @@ class DatabaseOutage:
     def seconds(self) -> float:
         """How long the current outage has lasted (0 when the database is reachable)."""
         return 0.0 if self._began is None else time.monotonic() - self._began
+
+    def has_been_up_for(self, seconds: float) -> bool:
+        """Whether the database has been reachable for at least ``seconds`` (always, if it
+        never went away): workers could not renew their leases during an outage, so a lease
+        may be judged lapsed only a whole lease after it ended."""
+        if self._began is not None:
+            return False
+        return self._ended is None or time.monotonic() - self._ended >= seconds
 
     def failed(self, error: BaseException) -> None:
         """An operation failed for want of the database; the first one starts the outage."""
@@ -88,7 +97,8 @@ class DatabaseOutage:
         """A connection works again: ends the outage, if there was one."""
         if self._began is None:
             return
-        lasted, failures = time.monotonic() - self._began, self._failures
+        self._ended = time.monotonic()
+        lasted, failures = self._ended - self._began, self._failures
         self._began, self._failures = None, 0
         log.info(
             "Database available again after %.1f s of outage (%d operations failed meanwhile)",

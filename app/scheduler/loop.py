@@ -54,6 +54,7 @@ class Scheduler:
         versions: VersionCache,
         sweep_interval: float,
         max_lost_attempts: int = 3,
+        lease_seconds: float = 8.0,
         notifier_ready: Wakeup | None = None,
     ) -> None:
         self._database = database
@@ -65,6 +66,7 @@ class Scheduler:
         self._sweep_interval = sweep_interval
         self._notifier_ready = notifier_ready  # set: failed runs get a notification row
         self._max_lost_attempts = max_lost_attempts
+        self._lease_seconds = lease_seconds
         self._last_sweep: datetime | None = None
         self._next_lapse: datetime | None = None  # the earliest lease, as of the last idle wait
         self._steps: list[tuple[str, Step]] = [
@@ -130,6 +132,8 @@ class Scheduler:
         )
         if not (lapse_due or period_due):
             return 0
+        if not self._database.outage.has_been_up_for(self._lease_seconds):
+            return 0  # leases could not be renewed during the outage: give workers a lease
         self._last_sweep, self._next_lapse = now, None
         async with self._database.sessions.begin() as session:
             return await sweeps.requeue_lapsed_attempts(session, now, self._max_lost_attempts)

@@ -9,6 +9,7 @@ its own (``tests/support/tcp_proxy.py``) that the test cuts and restores.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,69 @@ async def _insert_twice(database: Database) -> None:
     async with database.sessions.begin() as session:
         await session.execute(text("CREATE TEMPORARY TABLE twice (id integer PRIMARY KEY)"))
         await session.execute(text("INSERT INTO twice VALUES (1), (1)"))
+
+
+async def test_an_outage_longer_than_a_lease_does_not_run_a_running_attempt_again(
+    proxied_url: tuple[str, TcpProxy], tmp_path: Path
+) -> None:
+    """Workers cannot renew leases while the database is away: the leases are judged only a
+    whole lease after it came back, so the live worker keeps its attempt (attempt 1 finishes)."""
+    await require_rabbitmq(rabbitmq_url())
+    url, proxy = proxied_url
+    leases = {"lease_seconds": 2.0, "heartbeat_interval": 0.5, "sweep_interval": 0.5}
+    settings = stack_settings("postgres", tmp_path, url, free_port(), **leases)
+    async with run_stack("postgres", settings, workers=1) as stack:
+        stack.write_dag("through_outage.py", GATED)
+        await stack.wait_for_dag("through_outage")
+        run_id = await stack.trigger("through_outage")
+        await wait_until(lambda: _task_state(stack, run_id, "work", "running"))
+
+        await proxy.cut()
+        await wait_until(lambda: _lasted(stack.database, 2 * settings.lease_seconds), timeout=30)
+        await proxy.restore()
+        (tmp_path / "gate").touch()
+
+        assert await stack.wait_for_run("through_outage", run_id) == "success"
+        work = (await stack.task_instances("through_outage", run_id))["work"]
+        assert work["attempt"] == 1, work
+
+
+async def test_leases_are_judged_only_a_whole_lease_after_an_outage(
+    proxied_url: tuple[str, TcpProxy], tmp_path: Path
+) -> None:
+    """A lease that lapsed while the database was away is not requeued until a whole lease after
+    it came back: its worker may be alive and only waiting to renew it."""
+    await require_rabbitmq(rabbitmq_url())
+    url, proxy = proxied_url
+    leases = {"lease_seconds": 3.0, "heartbeat_interval": 0.5, "sweep_interval": 0.2}
+    settings = stack_settings("postgres", tmp_path, url, free_port(), **leases)
+    async with run_stack("postgres", settings, workers=0) as stack:
+        stack.write_dag("through_outage.py", GATED)
+        await stack.wait_for_dag("through_outage")
+        run_id = await stack.trigger("through_outage")
+        await wait_until(lambda: _task_state(stack, run_id, "work", "queued"))
+        async with stack.database.sessions.begin() as session:  # claimed by a worker we pause
+            await session.execute(
+                text(
+                    "UPDATE task_instance SET state = 'running', worker = 'paused:1', "
+                    "lease_expires_at = now() + interval '1 second' WHERE task_id = 'work'"
+                )
+            )
+
+        await proxy.cut()
+        await wait_until(lambda: _lasted(stack.database, 2.0), timeout=30)
+        await proxy.restore()
+        await wait_until(lambda: _is_up(stack.database), timeout=30)
+        back = time.monotonic()
+
+        await wait_until(lambda: _task_state(stack, run_id, "work", "queued"), timeout=30)
+        assert time.monotonic() - back >= settings.lease_seconds - 0.5
+
+
+async def _is_up(database: Database) -> bool:
+    try:
+        async with database.sessions() as session:
+            await session.execute(text("SELECT 1"))
+    except DatabaseUnavailable:
+        return False
+    return not database.outage.is_down

@@ -106,7 +106,8 @@ async def test_a_refused_heartbeat_cancels_the_attempt(http: list[httpx.AsyncCli
     keeper = LeaseKeeper(client_for(http, httpx.MockTransport(refuse)))
     running = asyncio.create_task(asyncio.Event().wait())
 
-    with keeper.hold(MESSAGE, CLAIM, running) as lease:
+    with keeper.hold(MESSAGE, CLAIM) as lease:
+        lease.running = running
         await keeper.beat()
 
     assert lease.is_fenced
@@ -130,7 +131,8 @@ async def test_one_request_renews_every_running_attempt(http: list[httpx.AsyncCl
     first = asyncio.create_task(asyncio.Event().wait())
     second = asyncio.create_task(asyncio.Event().wait())
 
-    with keeper.hold(MESSAGE, CLAIM, first) as one, keeper.hold(other, CLAIM, second) as two:
+    with keeper.hold(MESSAGE, CLAIM) as one, keeper.hold(other, CLAIM) as two:
+        one.running, two.running = first, second
         await keeper.beat()
 
     assert bodies == [
