@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         "about this long and hands its unacknowledged messages to others (0: off).",
     )
 
+    webhook_rejected_kept: int = Field(
+        default=1000,
+        ge=1,
+        description="Rejected webhook deliveries (bad signature, replays, bad payloads) kept "
+        "per hook: the newest; older ones are deleted, so forged calls cannot grow the table.",
+    )
+
     log_level: str = "INFO"
 
     @field_validator("secret_key")

@@ -61,7 +61,8 @@ class Webhook:
     filters={"/ref": "refs/heads/main"})``.
 
     ``signature``: ``"github"`` (``X-Hub-Signature-256``) or ``"timestamped"``
-    (``X-Weir-Timestamp`` + ``X-Weir-Signature`` over ``"<timestamp>.<body>"``).
+    (``X-Weir-Delivery`` + ``X-Weir-Timestamp`` + ``X-Weir-Signature`` over
+    ``"<delivery id>.<timestamp>.<body>"``).
     ``conf``: run conf key → JSON pointer into the payload; None puts the whole payload in conf.
     ``filters``: pointer → the value it must equal (or a list of ``{"pointer", "equals"}``);
     a delivery that fails any of them is recorded and starts no run.

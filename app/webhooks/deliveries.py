@@ -4,6 +4,11 @@ Everything happens in the caller's transaction, and every outcome is recorded, r
 included: the caller commits even when no run starts (a 401 or 422 is still a delivery to show).
 An unknown hook alone is not recorded (there is no hook to record it under).
 
+Rejected deliveries are kept in a bounded form: only the newest ``keep_rejected`` per hook
+(``WEIR_WEBHOOK_REJECTED_KEPT``; every verdict but ``accepted`` and ``filtered``), so a stream of
+forged or replayed calls cannot grow the table without end, while every verified delivery, which
+may have started a run, stays.
+
 Order matters. The signature is checked first, so an unsigned caller learns nothing else and
 cannot use up a delivery id. A verified delivery claims its id by inserting its row (verdict
 ``accepted`` or ``filtered``) under a savepoint before the run is created; the partial unique index
@@ -19,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, NoReturn
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,12 +37,15 @@ from app.scheduler.wakeup import wake_scheduler
 from app.secrets import SecretBox
 from app.webhooks.hooks import get_hook
 from app.webhooks.payloads import BadPayload, map_conf, parse_payload, passes_filters
-from app.webhooks.signatures import DEFAULT_WINDOW, BadSignature, verify_signature
+from app.webhooks.signatures import (
+    DEFAULT_WINDOW,
+    BadSignature,
+    is_usable_delivery_id,
+    verify_signature,
+)
 from weir.params import conf_errors
 
 __all__ = ["DeliveryContext", "DeliveryOutcome", "IncomingCall", "Verdict", "receive_delivery"]
-
-MAX_DELIVERY_ID = 250
 
 
 class Verdict(StrEnum):
@@ -75,6 +83,7 @@ class DeliveryContext:
     now: datetime
     max_conf_bytes: int  # WEIR_MAX_CONF_BYTES
     window: timedelta = DEFAULT_WINDOW
+    keep_rejected: int = 1000  # WEIR_WEBHOOK_REJECTED_KEPT: the newest rejected deliveries kept
 
 
 @dataclass(frozen=True)
@@ -108,12 +117,30 @@ async def receive_delivery(
         await _record(
             session, call, delivery_id, rejected.outcome, context.now, rejected.dag_run_id
         )
+        await _trim_rejected(session, call.hook_id, context.keep_rejected)
         return rejected.outcome
+
+
+async def _trim_rejected(session: AsyncSession, hook_id: str, keep: int) -> None:
+    """Delete the hook's rejected deliveries older than its newest ``keep`` (one indexed scan)."""
+    rejected = (WebhookDelivery.hook_id == hook_id) & WebhookDelivery.verdict.not_in(
+        [str(v) for v in VERIFIED]
+    )
+    newest_dropped = (
+        select(WebhookDelivery.id)
+        .where(rejected)
+        .order_by(WebhookDelivery.id.desc())
+        .offset(keep)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = delete(WebhookDelivery).where(rejected, WebhookDelivery.id <= newest_dropped)
+    await session.execute(statement.execution_options(synchronize_session=False))
 
 
 def _usable_delivery_id(given: str | None) -> str:
     """The caller's delivery id, or a fresh one (no dedupe possible) when it sent none."""
-    if given and len(given) <= MAX_DELIVERY_ID and given.isprintable():
+    if given and is_usable_delivery_id(given):
         return given
     return f"weir-{uuid.uuid4()}"
 

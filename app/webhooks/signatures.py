@@ -1,10 +1,16 @@
 """HMAC-SHA256 signatures of webhook calls, in the two styles a hook may choose.
 
 ``github``: ``X-Hub-Signature-256: sha256=<hex>`` over the raw body, as GitHub sends it.
-``timestamped``: ``X-Weir-Timestamp: <unix seconds>`` and ``X-Weir-Signature: sha256=<hex>`` over
-``"<timestamp>.<body>"``; a timestamp outside the window is refused, so a captured call cannot be
-replayed later even without a delivery id. Comparisons are constant-time; the clock and the
-window are arguments, so every branch is unit-testable.
+``timestamped``: ``X-Weir-Delivery: <id>``, ``X-Weir-Timestamp: <unix seconds>`` and
+``X-Weir-Signature: sha256=<hex>`` over ``"<id>.<timestamp>.<body>"`` (as Standard Webhooks signs
+``webhook-id.webhook-timestamp.body``). A timestamp outside the window is refused, and since the
+delivery id is signed, a captured call cannot be replayed under a new id either: within the window
+it is a duplicate of the first, later it is refused.
+
+``github`` signs the body alone, so nothing binds a GitHub delivery id or time to it: a captured
+call can be replayed under a new id at any time. That is GitHub's scheme; only ``timestamped``
+hooks are protected against replays. Comparisons are constant-time; the clock and the window are
+arguments, so every branch is unit-testable.
 """
 
 from __future__ import annotations
@@ -16,10 +22,13 @@ from datetime import datetime, timedelta
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "DELIVERY_HEADER",
     "GITHUB_HEADER",
+    "MAX_DELIVERY_ID",
     "TIMESTAMPED_HEADER",
     "TIMESTAMP_HEADER",
     "BadSignature",
+    "is_usable_delivery_id",
     "sign_github",
     "sign_timestamped",
     "verify_signature",
@@ -28,6 +37,8 @@ __all__ = [
 GITHUB_HEADER = "x-hub-signature-256"
 TIMESTAMP_HEADER = "x-weir-timestamp"
 TIMESTAMPED_HEADER = "x-weir-signature"
+DELIVERY_HEADER = "x-weir-delivery"
+MAX_DELIVERY_ID = 250
 DEFAULT_WINDOW = timedelta(minutes=5)
 _PREFIX = "sha256="
 
@@ -41,9 +52,15 @@ def sign_github(secret: bytes, body: bytes) -> str:
     return _PREFIX + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def sign_timestamped(secret: bytes, timestamp: int, body: bytes) -> str:
-    """The ``X-Weir-Signature`` value for ``body`` sent at ``timestamp`` (Unix seconds)."""
-    return _PREFIX + hmac.new(secret, b"%d." % timestamp + body, hashlib.sha256).hexdigest()
+def sign_timestamped(secret: bytes, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Weir-Signature`` value for ``body`` sent as ``delivery_id`` at ``timestamp``."""
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    return _PREFIX + hmac.new(secret, signed, hashlib.sha256).hexdigest()
+
+
+def is_usable_delivery_id(given: str) -> bool:
+    """Whether a sender's delivery id can be stored and compared as it is."""
+    return 0 < len(given) <= MAX_DELIVERY_ID and given.isprintable()
 
 
 def verify_signature(
@@ -62,8 +79,9 @@ def verify_signature(
     if style == "github":
         _compare(headers.get(GITHUB_HEADER), sign_github(secret, body), GITHUB_HEADER)
     elif style == "timestamped":
+        delivery_id = _delivery_id(headers.get(DELIVERY_HEADER))
         timestamp = _fresh_timestamp(headers.get(TIMESTAMP_HEADER), now, window)
-        expected = sign_timestamped(secret, timestamp, body)
+        expected = sign_timestamped(secret, delivery_id, timestamp, body)
         _compare(headers.get(TIMESTAMPED_HEADER), expected, TIMESTAMPED_HEADER)
     else:
         raise BadSignature(f"unknown signature style {style!r}")
@@ -76,6 +94,19 @@ def _compare(given: str | None, expected: str, header: str) -> None:
     candidate = given.strip().lower().encode("ascii", errors="replace")
     if not hmac.compare_digest(candidate, expected.encode("ascii")):
         raise BadSignature(f"the {header} header does not match the body and the hook's secret")
+
+
+def _delivery_id(given: str | None) -> str:
+    """The signed delivery id: without it a replay could pass as a new delivery."""
+    if not given:
+        raise BadSignature(
+            f"the {DELIVERY_HEADER} header is missing (it is part of what is signed)"
+        )
+    if not is_usable_delivery_id(given):
+        raise BadSignature(
+            f"the {DELIVERY_HEADER} header must be 1 to {MAX_DELIVERY_ID} printable characters"
+        )
+    return given
 
 
 def _fresh_timestamp(given: str | None, now: datetime, window: timedelta) -> int:

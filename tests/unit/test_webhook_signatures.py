@@ -3,6 +3,8 @@ signature made with ``openssl dgst`` (as docs/webhooks.md shows) is the one we e
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -51,11 +53,24 @@ def test_a_bad_github_signature_is_refused(headers: dict[str, str], reason: str)
         verify_signature("github", SECRET, BODY, headers, now=NOW)
 
 
-def timestamped(timestamp: int, secret: bytes = SECRET, body: bytes = BODY) -> dict[str, str]:
+DELIVERY = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
+
+
+def timestamped(
+    timestamp: int, secret: bytes = SECRET, body: bytes = BODY, delivery: str = DELIVERY
+) -> dict[str, str]:
     return {
+        "x-weir-delivery": delivery,
         "x-weir-timestamp": str(timestamp),
-        "x-weir-signature": sign_timestamped(secret, timestamp, body),
+        "x-weir-signature": sign_timestamped(secret, delivery, timestamp, body),
     }
+
+
+def test_the_timestamped_scheme_signs_id_timestamp_and_body_as_standard_webhooks_does() -> None:
+    # Standard Webhooks' signed content is "<webhook-id>.<webhook-timestamp>.<body>".
+    signed = f"{DELIVERY}.{TS}.".encode() + BODY
+    expected = "sha256=" + hmac.new(SECRET, signed, hashlib.sha256).hexdigest()
+    assert sign_timestamped(SECRET, DELIVERY, TS, BODY) == expected
 
 
 @pytest.mark.parametrize("offset", [0, -300, 300, -12])
@@ -84,6 +99,26 @@ def test_the_timestamp_is_part_of_what_is_signed() -> None:
         verify_signature("timestamped", SECRET, BODY, headers, now=NOW)
 
 
+def test_the_delivery_id_is_part_of_what_is_signed() -> None:
+    headers = timestamped(TS)
+    headers["x-weir-delivery"] = "another-id"  # a captured call replayed under a new id
+    with pytest.raises(BadSignature, match="does not match"):
+        verify_signature("timestamped", SECRET, BODY, headers, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [(None, "missing"), ("", "missing"), ("a\nb", "printable"), ("x" * 251, "printable")],
+)
+def test_a_timestamped_call_needs_a_usable_delivery_id(value: str | None, reason: str) -> None:
+    headers = timestamped(TS)
+    del headers["x-weir-delivery"]
+    if value is not None:
+        headers["x-weir-delivery"] = value
+    with pytest.raises(BadSignature, match=reason):
+        verify_signature("timestamped", SECRET, BODY, headers, now=NOW)
+
+
 @pytest.mark.parametrize("value", ["", "soon", "-5", "1.5", "9" * 20])
 def test_a_malformed_timestamp_is_refused(value: str) -> None:
     headers = timestamped(TS)
@@ -93,13 +128,17 @@ def test_a_malformed_timestamp_is_refused(value: str) -> None:
 
 
 def test_a_github_signature_does_not_open_a_timestamped_hook() -> None:
-    headers = {"x-hub-signature-256": sign_github(SECRET, BODY), "x-weir-timestamp": str(TS)}
+    headers = {
+        "x-hub-signature-256": sign_github(SECRET, BODY),
+        "x-weir-timestamp": str(TS),
+        "x-weir-delivery": DELIVERY,
+    }
     with pytest.raises(BadSignature, match="x-weir-signature"):
         verify_signature("timestamped", SECRET, BODY, headers, now=NOW)
 
 
 GITHUB_COMMAND = """openssl dgst -sha256 -hmac "$SECRET" -r < body.json | cut -d' ' -f1"""
-TIMESTAMPED_COMMAND = """{ printf '%s.' "$TIMESTAMP"; cat body.json; } \\
+TIMESTAMPED_COMMAND = """{ printf '%s.%s.' "$DELIVERY" "$TIMESTAMP"; cat body.json; } \\
     | openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1"""
 
 
@@ -113,11 +152,16 @@ def test_the_openssl_commands_of_the_docs_make_our_signatures(tmp_path: Path) ->
     (tmp_path / "body.json").write_bytes(body)
 
     def run(command: str) -> str:
-        environment = {"SECRET": SECRET.decode(), "TIMESTAMP": str(TS), "PATH": "/usr/bin:/bin"}
+        environment = {
+            "SECRET": SECRET.decode(),
+            "DELIVERY": DELIVERY,
+            "TIMESTAMP": str(TS),
+            "PATH": "/usr/bin:/bin",
+        }
         result = subprocess.run(
             ["bash", "-c", command], cwd=tmp_path, env=environment, capture_output=True, check=True
         )
         return result.stdout.decode().strip()
 
     assert "sha256=" + run(GITHUB_COMMAND) == sign_github(SECRET, body)
-    assert "sha256=" + run(TIMESTAMPED_COMMAND) == sign_timestamped(SECRET, TS, body)
+    assert "sha256=" + run(TIMESTAMPED_COMMAND) == sign_timestamped(SECRET, DELIVERY, TS, body)

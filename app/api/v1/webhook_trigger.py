@@ -76,9 +76,10 @@ async def deliver_webhook(
     """Start a run of the hook's DAG from a signed call; 202 with the run id.
 
     Sign the raw body with HMAC-SHA256 and the hook's secret: ``X-Hub-Signature-256:
-    sha256=<hex>`` (``github`` hooks) or ``X-Weir-Timestamp: <unix seconds>`` and
-    ``X-Weir-Signature: sha256=<hex>`` over ``<timestamp>.<body>`` (``timestamped`` hooks, five
-    minutes of leeway). ``X-GitHub-Delivery`` or ``X-Weir-Delivery`` names the delivery: a
+    sha256=<hex>`` (``github`` hooks) or ``X-Weir-Delivery: <id>``, ``X-Weir-Timestamp: <unix
+    seconds>`` and ``X-Weir-Signature: sha256=<hex>`` over ``<id>.<timestamp>.<body>``
+    (``timestamped`` hooks, five minutes of leeway). ``X-GitHub-Delivery`` or ``X-Weir-Delivery``
+    names the delivery: a
     replayed id answers 200 with the first run's id and starts nothing. A delivery the filters
     leave out answers 202 with ``verdict: filtered`` and no run. Bad signatures (401), payloads
     (422) and confs (422) are recorded too: ``GET /api/v1/webhooks/{hook_id}/deliveries``.
@@ -98,6 +99,7 @@ async def deliver_webhook(
         versions=service.versions,
         now=service.clock.now(),
         max_conf_bytes=service.settings.max_conf_bytes,
+        keep_rejected=service.settings.webhook_rejected_kept,
     )
     outcome = await receive_delivery(session, call, context)
     if outcome.status_code >= 400:
