@@ -108,7 +108,7 @@ def create_app(
         app.include_router(module.router)
     dashboard.install_dashboard(app)
     install_openapi(app)
-    app.add_middleware(RefuseNulParameters)  # NUL in a path or query: 400, on every route
+    app.add_middleware(RefuseNulParameters)  # NUL in a path or query: 422, on every route
     # The last added runs first: headers on every answer, then sizes, then tokens (both before
     # the body is read; docs/decisions/http-hardening.md).
     app.add_middleware(BearerGate, state=state)

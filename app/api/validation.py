@@ -29,8 +29,9 @@ Name = Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_
 
 class RefuseNulParameters:
     """ASGI middleware: a request whose path or query string holds a NUL character (``%00``) is
-    answered 400 with a problem+json body before any route sees it. No name or value in Weir may
-    contain one, and PostgreSQL would refuse it with an error rather than a "not found"."""
+    answered 422 with a problem+json body (as a parameter failing its pattern is) before any route
+    sees it. No name or value in Weir may contain one, and PostgreSQL would refuse it with an
+    error rather than a "not found"."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -41,7 +42,7 @@ class RefuseNulParameters:
                 "The request's path or query string contains a NUL character (%00); no Weir "
                 "name or value may contain one. Remove it and send the request again."
             )
-            await problem_response(400, detail)(scope, receive, send)
+            await problem_response(422, detail)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

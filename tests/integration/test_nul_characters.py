@@ -1,6 +1,6 @@
 """NUL characters: PostgreSQL's text and JSONB cannot hold them, SQLite can. A task that prints or
 returns NUL still succeeds with its whole log, and both backends store the same (U+FFFD in its
-place); a NUL in a path or query parameter is a 400 problem+json, never a 500."""
+place); a NUL in a path or query parameter is a 422 problem+json, never a 500."""
 
 from __future__ import annotations
 
@@ -62,6 +62,6 @@ async def test_a_task_that_prints_and_returns_nul_succeeds_with_its_log(stack: S
 async def test_a_nul_in_a_parameter_is_a_client_error(stack: Stack, url: str) -> None:
     for method in ("GET", "POST"):
         response = await stack.client.request(method, url)
-        assert response.status_code == 400, (method, response.text)
+        assert response.status_code == 422, (method, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         assert "NUL" in response.json()["detail"]

@@ -197,7 +197,7 @@ async def test_bad_signatures_are_refused_recorded_and_start_nothing(stack: Stac
     assert (latest["verdict"], latest["status_code"]) == ("bad_payload", 413)
     # Unknown hooks are a 404, recorded nowhere.
     assert (await deliver(stack, "orders.nope", body, {})).status_code == 404
-    assert (await deliver(stack, "orders.shop%00", body, {})).status_code == 400
+    assert (await deliver(stack, "orders.shop%00", body, {})).status_code == 422
 
 
 async def test_timestamped_form_filtered_and_invalid_deliveries(stack: Stack) -> None:
