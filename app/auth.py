@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
-from sqlalchemy import or_, select, text
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import Service
@@ -36,6 +36,7 @@ __all__ = [
     "Viewer",
     "authenticate",
     "create_token",
+    "end_sessions",
     "ensure_bootstrap_admin",
     "ensure_password",
     "ensure_token",
@@ -43,6 +44,7 @@ __all__ = [
     "hash_token",
     "issue_token",
     "require",
+    "session_epoch",
     "verify_login",
 ]
 
@@ -236,6 +238,24 @@ async def ensure_password(
     user.role, user.disabled_at = role, None
     if not await asyncio.to_thread(verify_password, user.password_hash, password):
         user.password_hash = await asyncio.to_thread(hash_password, password)
+        await end_sessions(session, user.id)
+
+
+async def session_epoch(session: AsyncSession, user_id: int) -> int:
+    """The user's current session epoch, for the cookie of a session that starts now."""
+    epoch = await session.scalar(select(User.session_epoch).where(User.id == user_id))
+    return epoch or 0
+
+
+async def end_sessions(session: AsyncSession, user_id: int) -> None:
+    """End every dashboard session of the user (logout, a new password, disabled): their cookies
+    name the session epoch they were issued in, which this moves on."""
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_epoch=User.session_epoch + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 Viewer = Annotated[Principal, require(Role.VIEWER)]

@@ -2,7 +2,9 @@
 
 Shared by the REST API (``app/api/v1/tokens.py``) and the dashboard's admin pages. Anyone
 manages their own tokens; an admin also other users'. A token carries its user's role as it is
-at each request; only its SHA-256 is stored.
+at each request; only its SHA-256 is stored. A token made with a token never outlives it and
+never belongs to a user with a higher role than its maker, so a leaked short-lived token cannot
+be turned into a lasting one.
 """
 
 from __future__ import annotations
@@ -64,15 +66,35 @@ def forbid_others(principal: Principal, username: str | None) -> None:
         raise HTTPException(403, "Only an admin manages other users' tokens.")
 
 
-def _expiry(body: TokenCreate, now: datetime) -> datetime | None:
+def _expiry(body: TokenCreate, now: datetime, limit: datetime | None) -> datetime | None:
+    """The new token's expiry: as asked, and never after ``limit`` (the creating token's);
+    a token made with an expiring token inherits its expiry when none is asked."""
+    wanted = body.expires_at
     if body.expires_in_days is not None:
-        return now + timedelta(days=body.expires_in_days)
-    if body.expires_at is not None and body.expires_at <= now:
+        wanted = now + timedelta(days=body.expires_in_days)
+    elif wanted is not None and wanted <= now:
         raise InvalidRequest(
             "expires_at is in the past; give a future instant or expires_in_days.",
             errors=[{"field": "body.expires_at", "message": "must be in the future"}],
         )
-    return body.expires_at
+    if limit is None:
+        return wanted
+    if wanted is not None and wanted > limit:
+        raise InvalidRequest(
+            f"A token made with a token cannot outlive it: yours expires at {limit.isoformat()}. "
+            "Ask for an earlier expiry, or create the token from the dashboard.",
+            errors=[{"field": "body.expires_at", "message": "after the creating token's expiry"}],
+        )
+    return wanted or limit
+
+
+async def _creator_expiry(session: AsyncSession, principal: Principal) -> datetime | None:
+    """When the token making this request expires (``None``: no token, or one that never does)."""
+    if principal.token_id is None:
+        return None
+    return await session.scalar(
+        select(ApiToken.expires_at).where(ApiToken.id == principal.token_id)
+    )
 
 
 async def create_api_token(
@@ -92,8 +114,11 @@ async def create_api_token(
         raise NotFound(f"User {username!r} does not exist; create it with POST /api/v1/users.")
     if user.disabled_at is not None:
         raise Conflict(f"User {username!r} is disabled; enable it before giving it tokens.")
+    if not principal.role.allows(Role(user.role)):
+        raise HTTPException(403, f"A {principal.role} cannot create tokens for a {user.role}.")
     now = service.clock.now()
-    token, clear = await issue_token(session, user, body.name, now, expires_at=_expiry(body, now))
+    expires_at = _expiry(body, now, await _creator_expiry(session, principal))
+    token, clear = await issue_token(session, user, body.name, now, expires_at=expires_at)
     detail = {"token_id": token.id, "name": token.name,
               "expires_at": token.expires_at.isoformat() if token.expires_at else None}  # fmt: skip
     await record(session, principal, "token.create", username, now, detail=detail, origin=origin)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import record
-from app.auth import Principal, Role
+from app.auth import Principal, Role, end_sessions
 from app.db.models import User
 from app.passwords import hash_password
 from app.state import ServiceState
@@ -133,7 +133,8 @@ async def update_user(
     origin: str = "api",
 ) -> User:
     """Change a user's role or password, or disable or enable it; the last enabled admin cannot
-    be demoted or disabled (409)."""
+    be demoted or disabled (409). A new password or disabling ends the user's dashboard
+    sessions."""
     user = await get_user(session, username)
     now = service.clock.now()
     changes: dict[str, Any] = {}
@@ -149,6 +150,8 @@ async def update_user(
     if body.password is not None:
         changes["password"] = "changed"  # the fact, never the value
         user.password_hash = await asyncio.to_thread(hash_password, body.password)
+    if body.password is not None or body.disabled:
+        await end_sessions(session, user.id)  # a stolen cookie must not outlive either
     if changes:
         await record(session, principal, "user.update", user.username, now, detail=changes,
                      origin=origin)  # fmt: skip

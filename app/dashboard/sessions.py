@@ -1,8 +1,11 @@
 """Dashboard sign-in: a signed session cookie for the users of ``app.auth``, and CSRF protection.
 
-The cookie holds only the user's id, a random session nonce and the time it was issued, signed
-with ``WEIR_SECRET_KEY`` (itsdangerous), so any replica can read it. The user row is read on
-every request: a demoted or disabled user loses their powers at once, as with tokens.
+The cookie holds only the user's id, their session epoch, a random session nonce and the time it
+was issued, signed with ``WEIR_SECRET_KEY`` (itsdangerous), so any replica can read it. The user
+row is read on every request: a demoted or disabled user loses their powers at once, as with
+tokens, and a cookie from an older epoch is refused, so logging out, a new password or disabling
+the user (``app.auth.end_sessions``) ends every session of that user on every replica, even one
+whose cookie was copied.
 
 Every state-changing request (POST, PUT, PATCH, DELETE) must carry the session's CSRF token, in
 the ``X-CSRF-Token`` header (htmx sends it from ``base.html``) or a ``csrf_token`` form field;
@@ -33,6 +36,7 @@ __all__ = [
     "CSRF_HEADER",
     "SESSION_SECONDS",
     "LoginRequired",
+    "SessionCookie",
     "UiAdmin",
     "UiOperator",
     "UiSession",
@@ -87,23 +91,35 @@ def csrf_token_for(service: ServiceState, nonce: str) -> str:
     return hmac.new(key.get_secret_value().encode(), message, hashlib.sha256).hexdigest()
 
 
-def issue_session_cookie(service: ServiceState, user_id: int) -> str:
+@dataclass(frozen=True, slots=True)
+class SessionCookie:
+    """What a valid session cookie says."""
+
+    user_id: int
+    epoch: int
+    nonce: str
+
+
+def issue_session_cookie(service: ServiceState, user_id: int, epoch: int) -> str:
     """The cookie value for a user who just signed in (a fresh nonce: a fresh CSRF token)."""
-    return _serializer(service).dumps({"u": user_id, "n": secrets.token_urlsafe(16)})
+    return _serializer(service).dumps({"u": user_id, "e": epoch, "n": secrets.token_urlsafe(16)})
 
 
-def read_session(service: ServiceState, cookie: str | None) -> tuple[int, str] | None:
-    """``(user id, nonce)`` from a valid, unexpired cookie; ``None`` otherwise."""
+def read_session(service: ServiceState, cookie: str | None) -> SessionCookie | None:
+    """What a valid, unexpired cookie says; ``None`` otherwise (whether its epoch is still the
+    user's is for the caller to check)."""
     if not cookie:
         return None
     try:
         data: Any = _serializer(service).loads(cookie, max_age=SESSION_SECONDS)
     except BadSignature:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("u"), int):
+    if not isinstance(data, dict):
         return None
-    nonce = data.get("n")
-    return (data["u"], nonce) if isinstance(nonce, str) else None
+    user_id, epoch, nonce = data.get("u"), data.get("e"), data.get("n")
+    if isinstance(user_id, int) and isinstance(epoch, int) and isinstance(nonce, str):
+        return SessionCookie(user_id, epoch, nonce)
+    return None
 
 
 def _next_url(request: Request) -> str:
@@ -132,16 +148,19 @@ def require_ui(role: Role) -> Any:
         found = read_session(service, request.cookies.get(COOKIE))
         if found is None:
             raise LoginRequired(_next_url(request))
-        user_id, nonce = found
         async with service.database.sessions() as session:
             user = await session.scalar(
-                select(User).where(User.id == user_id, User.disabled_at.is_(None))
+                select(User).where(
+                    User.id == found.user_id,
+                    User.disabled_at.is_(None),
+                    User.session_epoch == found.epoch,
+                )
             )
         if user is None:
             raise LoginRequired(_next_url(request))
         ui = UiSession(
             principal=Principal(user_id=user.id, username=user.username, role=Role(user.role)),
-            csrf_token=csrf_token_for(service, nonce),
+            csrf_token=csrf_token_for(service, found.nonce),
         )
         if request.method not in _SAFE_METHODS:
             await _check_csrf(request, ui.csrf_token)

@@ -39,6 +39,7 @@ __all__ = [
     "DagRun",
     "DagVersion",
     "ImportError_",
+    "LoginThrottle",
     "Notification",
     "Outbox",
     "Pool",
@@ -308,6 +309,20 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Dashboard session cookies carry the epoch they were issued in; logging out, changing the
+    # password or disabling the user moves it on, which ends every session of the user at once.
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
+class LoginThrottle(Base):
+    """Sign-in attempts in the current window, per user name (``user:<name>``) and per client
+    address (``address:<ip>``): kept in the database so every replica counts the same ones."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ApiToken(Base):
