@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 
 from tests.support.ledger import Ledger
@@ -119,6 +120,26 @@ class Cluster:
         for process in [*(r.process for r in self.replicas), *self.workers]:
             if process.process.poll() is None:
                 process.process.send_signal(signal.SIGCONT)
+
+    async def wait_for_consumers(self, count: int, queue: str = "default") -> None:
+        """Until ``count`` consumers read ``queue`` (the workers are up and subscribed), so that
+        what a test measures is not a worker's boot."""
+        connection = await aio_pika.connect(self.broker_url)
+        try:
+
+            async def subscribed() -> bool:
+                try:
+                    async with connection.channel() as probe:  # a failed passive declare closes it
+                        declared = await probe.declare_queue(
+                            f"{self.namespace}.{queue}", passive=True
+                        )
+                except aio_pika.exceptions.ChannelNotFoundEntity:
+                    return False
+                return (declared.declaration_result.consumer_count or 0) >= count
+
+            await wait_until(subscribed, timeout=60, interval=0.2)
+        finally:
+            await connection.close()
 
     # The API.
 

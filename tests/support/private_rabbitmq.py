@@ -90,8 +90,10 @@ class PrivateRabbitMQ:
         self.restarts += 1
 
     def remove(self) -> None:
+        """Stop the node and delete its directory (kept when ``WEIR_TEST_KEEP_NODES`` is set)."""
         self.stop()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not os.environ.get("WEIR_TEST_KEEP_NODES"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def output(self) -> str:
         log = self.root / "server.log"
