@@ -226,6 +226,22 @@ class Cluster:
         instances: list[dict[str, Any]] = found["task_instances"]
         return instances
 
+    async def task_detail(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """One task instance with its ``attempts`` (each with its worker, ``hostname:pid``)."""
+        detail: dict[str, Any] = await self.get(
+            f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
+        )
+        return detail
+
+    async def task_log(self, dag_id: str, run_id: str, task_id: str) -> str:
+        async with self.client() as client:
+            response = await client.get(
+                f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/logs",
+                params={"format": "text"},
+            )
+        assert response.status_code == 200, response.text
+        return response.text
+
     # Failure reports.
 
     def log_tails(self, chars: int = 6000) -> str:

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from tests.support.ledger import MARK_SOURCE, shell_mark
 
-__all__ = ["LOAD_TASKS", "load_dag", "long_tasks_dag"]
+__all__ = [
+    "LOAD_TASKS",
+    "load_dag",
+    "long_tasks_dag",
+    "one_task_dag",
+    "orphaning_shell_dag",
+    "poison_dag",
+]
 
 LOAD_TASKS = ("fetch", "crunch", "archive", "publish")
 """The tasks of one run of ``load_dag``: async → (sync, shell) → async."""
@@ -104,3 +111,67 @@ def {dag_id}():
 {dag_id}()
 """
     )
+
+
+def one_task_dag(ledger: Path, dag_id: str = "chaos_one", seconds: float = 4.0) -> str:
+    """One async task with the default ``retries=0``, marking ``end`` after ``seconds``."""
+    return (
+        _header(ledger)
+        + f"""
+@dag
+def {dag_id}():
+    @task
+    async def only() -> None:
+        mark("start")
+        await asyncio.sleep({seconds!r})
+        mark("end")
+
+    only()
+
+
+{dag_id}()
+"""
+    )
+
+
+def poison_dag(ledger: Path, dag_id: str = "chaos_poison") -> str:
+    """A task that kills the worker running it (``os._exit`` in the worker's own process)."""
+    return (
+        _header(ledger)
+        + f"""
+import os
+
+
+@dag
+def {dag_id}():
+    @task
+    async def poison() -> None:
+        mark("start")
+        os._exit(1)
+
+    poison()
+
+
+{dag_id}()
+"""
+    )
+
+
+def orphaning_shell_dag(sleep_seconds: str, dag_id: str = "chaos_orphan") -> str:
+    """A shell task whose shell exits at once, leaving ``sleep <sleep_seconds>`` behind (a
+    duration unique to the test, so the test can find that process)."""
+    command = f"sleep {sleep_seconds} & echo started"
+    return f"""from weir import dag, task
+
+
+@dag
+def {dag_id}():
+    @task.shell
+    def orphaning() -> str:
+        return {command!r}
+
+    orphaning()
+
+
+{dag_id}()
+"""
