@@ -128,30 +128,6 @@ class Settings(BaseSettings):
         "its connection is closed (against slow-header attacks).",
     )
 
-    # HTTP limits (see docs/decisions/http-hardening.md).
-    max_request_body_bytes: int = Field(
-        default=1024 * 1024,
-        ge=1024,
-        description="Largest request body /api/v1 and the dashboard accept (413 above it).",
-    )
-    max_execution_body_bytes: int = Field(
-        default=16 * 1024 * 1024,
-        ge=1024 * 1024,
-        description="Largest request body /execution/v1 accepts: workers' log batches and "
-        "finish reports, which carry the end of the log and the task's return value.",
-    )
-    max_conf_bytes: int = Field(
-        default=64 * 1024,
-        ge=2,
-        description="Largest run conf, measured as compact JSON (422 above it).",
-    )
-    request_head_timeout: float = Field(
-        default=10.0,
-        gt=0,
-        description="Seconds a client may take to send a request's line and headers before "
-        "its connection is closed (against slow-header attacks).",
-    )
-
     # Failure notifier (see docs/scheduling/callbacks.md).
     notify_url: str | None = Field(
         default=None, description="POST a JSON summary of every failed run to this URL."
