@@ -64,6 +64,7 @@ class Worker:
         )
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(runner.warm())  # beside the consumer: nothing waits for it
                 group.create_task(consumer.run(group))
                 beating = group.create_task(leases.run())
                 await stop.wait()

@@ -76,6 +76,10 @@ class Runner:
                 return await invoke_in_loop(task, claim)
         return await self._pool.run(SyncCall.create(self._dags_folder, claim), log)
 
+    async def warm(self) -> None:
+        """Start what a first sync task would otherwise wait for (see ``TaskProcessPool.warm``)."""
+        await self._pool.warm()
+
     async def aclose(self) -> None:
         await self._pool.aclose()
         await asyncio.to_thread(self._reaper.close)
