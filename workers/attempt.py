@@ -31,7 +31,7 @@ from weir.messages import ClaimAccepted, ClaimRequest, FinishRequest, ReleaseReq
 from weir.resources import Connection, ResourceKind, VariableValue, use_resources
 from workers.callbacks import run_task_callback
 from workers.capture import log_line
-from workers.client import AttemptRefused, ExecutionClient
+from workers.client import AttemptRefused, BodyTooLarge, ExecutionClient
 from workers.heartbeat import Lease, LeaseKeeper
 from workers.identity import attempt_label
 from workers.logs import AttemptLog
@@ -45,6 +45,12 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED_REPORT_TIMEOUT = 5.0
 """How long an abandoned attempt's report may take: the worker is shutting down."""
+
+_TOO_LARGE = (
+    "The attempt's report was refused as too large ({reason}): its return value is "
+    "bigger than the service accepts (WEIR_MAX_EXECUTION_BODY_BYTES). Return a reference to the "
+    "data (a path, a URL, a key) rather than the data itself."
+)
 
 _UNCLAIMABLE = frozenset({401, 404})
 """Claim refusals that no retry can change (a forged or corrupt token, a task instance that does
@@ -199,7 +205,13 @@ class AttemptHandler:
             log=log,
         )
         try:
-            accepted = await self._client.finish(message.task_instance_id, message.token, body)
+            try:
+                accepted = await self._client.finish(message.task_instance_id, message.token, body)
+            except BodyTooLarge as exc:  # report the failure rather than retry a lost cause
+                outcome = Outcome.failed(_TOO_LARGE.format(reason=exc))
+                update = {"state": "failed", "result": None, "error": outcome.error}
+                body = body.model_copy(update=update)
+                accepted = await self._client.finish(message.task_instance_id, message.token, body)
         except AttemptRefused as exc:
             logger.info("%s: %s report refused (%s)", label, outcome.state, exc)
         except Exception as exc:

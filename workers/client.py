@@ -4,7 +4,8 @@ Errors::
 
     WeirError
     └── ExecutionApiError      the API could not be reached or answered something unexpected
-        └── AttemptRefused     409/401/404: this attempt is not ours to run or report any more
+        ├── AttemptRefused     409/401/404: this attempt is not ours to run or report any more
+        └── BodyTooLarge       413: the body is over the service's limit (a huge return value)
 
 Transient failures (connection errors, timeouts, 5xx, 429) are retried with jittered exponential
 backoff for a bounded time per call (``RetryBudget``), then raised as ``ExecutionApiError``. A
@@ -49,7 +50,7 @@ from weir.messages import (
 )
 from weir.resources import Connection, ResourceKind, VariableValue
 
-__all__ = ["AttemptRefused", "ExecutionApiError", "ExecutionClient", "RetryBudget"]
+__all__ = ["AttemptRefused", "BodyTooLarge", "ExecutionApiError", "ExecutionClient", "RetryBudget"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class AttemptRefused(ExecutionApiError):
         super().__init__(f"{status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+
+
+class BodyTooLarge(ExecutionApiError):
+    """The service refused the body as too large (413): no retry can change that."""
 
 
 class _TransientError(Exception):
@@ -231,6 +236,8 @@ class ExecutionClient:
             return response
         if response.status_code in _REFUSALS:
             raise AttemptRefused(response.status_code, _problem_detail(response))
+        if response.status_code == 413:
+            raise BodyTooLarge(f"{url} answered 413: {_problem_detail(response)}")
         if response.status_code == 429 or response.is_server_error:
             raise _TransientError(response)
         raise ExecutionApiError(

@@ -213,6 +213,37 @@ async def test_a_chatty_task_s_last_words_are_shipped_under_the_limit(tmp_path: 
         assert "x" * 3_000_000 in log.text
 
 
+HOARDER = """
+    from weir import dag, task
+
+    @dag
+    def hoarder():
+        @task
+        def everything() -> str:
+            return "y" * 2_000_000
+
+        everything()
+
+    hoarder()
+"""
+
+
+async def test_a_return_value_over_the_limit_fails_the_task_once_saying_why(
+    tmp_path: Path,
+) -> None:
+    """A report refused as too large (413) cannot succeed by retrying: the attempt fails at once
+    with the fix in its error, instead of lapsing and running again."""
+    async with start_stack("sqlite", tmp_path, max_execution_body_bytes=1024 * 1024) as stack:
+        stack.write_dag("hoarder.py", HOARDER)
+        await stack.wait_for_dag("hoarder")
+        run_id = await stack.trigger("hoarder")
+        assert await stack.wait_for_run("hoarder", run_id, timeout=60) == "failed"
+        ti = (await stack.task_instances("hoarder", run_id))["everything"]
+        assert ti["attempt"] == 1
+        detail = await stack.client.get(f"/api/v1/dags/hoarder/runs/{run_id}/tasks/everything")
+        assert "WEIR_MAX_EXECUTION_BODY_BYTES" in detail.text, detail.text
+
+
 async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
     """The smallest ASGI app: the deadline belongs to the server, whatever it serves."""
     if scope["type"] == "lifespan":
