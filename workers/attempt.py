@@ -77,6 +77,7 @@ class AttemptHandler:
         self._runner = runner
         self._worker = worker
         self._stop = stop
+        self._held: set[tuple[int, int]] = set()  # (task instance, attempt) claimed or running
 
     async def handle(self, delivery: Delivery) -> None:
         """Settle the message and see its attempt through; never raises."""
@@ -84,21 +85,42 @@ class AttemptHandler:
             message = await self._parse(delivery)
             if message is None:
                 return
-            claim = await self._claim(delivery, message)
-            if claim is None:
+            held = (message.task_instance_id, message.attempt)
+            if held in self._held:
+                await self._drop_duplicate(delivery, message)
                 return
-            await _settle(delivery.ack, "ack", message)
-            if self._stop.is_set():
-                await self._release(message)
-                return
-            # The lease is held until the report is answered: a report waiting for the log to
-            # reach a recovering service must not let the attempt lapse meanwhile.
-            with self._leases.hold(message, claim) as lease:
-                outcome, log_tail = await self._run(message, claim, lease)
-                if outcome is not None:
-                    await self._report(message, claim, outcome, log_tail)
+            self._held.add(held)
+            try:
+                await self._see_through(delivery, message)
+            finally:
+                self._held.discard(held)
         except Exception:
             logger.exception("Unexpected error handling a message from queue %s", delivery.queue)
+
+    async def _drop_duplicate(self, delivery: Delivery, message: TaskMessage) -> None:
+        """A second copy of a message this worker already holds (the outbox relay publishes
+        again when it could not delete its row): the claim would be the worker's own and so
+        accepted, and the attempt would run twice here. Drop it instead."""
+        logger.info(
+            "%s: already running here; dropping a duplicate message", attempt_label(message)
+        )
+        await _settle(delivery.ack, "ack", message)
+
+    async def _see_through(self, delivery: Delivery, message: TaskMessage) -> None:
+        """Claim, ack, run and report one attempt."""
+        claim = await self._claim(delivery, message)
+        if claim is None:
+            return
+        await _settle(delivery.ack, "ack", message)
+        if self._stop.is_set():
+            await self._release(message)
+            return
+        # The lease is held until the report is answered: a report waiting for the log to
+        # reach a recovering service must not let the attempt lapse meanwhile.
+        with self._leases.hold(message, claim) as lease:
+            outcome, log_tail = await self._run(message, claim, lease)
+            if outcome is not None:
+                await self._report(message, claim, outcome, log_tail)
 
     async def _parse(self, delivery: Delivery) -> TaskMessage | None:
         try:

@@ -24,15 +24,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import suppress
 from typing import Any
 
 from weir.broker import Broker, Delivery, Subscription
+from weir.errors import BrokerError
 
 __all__ = ["AttemptStarter", "Consumer"]
 
 AttemptStarter = Callable[[Delivery], Coroutine[Any, Any, None]]
 
 logger = logging.getLogger(__name__)
+
+RESUBSCRIBE_DELAY = 1.0
+"""Seconds between tries to subscribe while the broker's connection is being restored."""
 
 
 class Consumer:
@@ -64,10 +69,15 @@ class Consumer:
             while True:
                 self._changed.clear()
                 async with self._lock:
-                    await self._reconcile()
+                    reconciled = await self._try_reconcile()
                 if self._stopping and self._subscription is None:
                     return
-                await self._changed.wait()
+                if reconciled:
+                    await self._changed.wait()
+                else:  # the broker is reconnecting: try again shortly, or when slots change
+                    with suppress(TimeoutError):
+                        async with asyncio.timeout(RESUBSCRIBE_DELAY):
+                            await self._changed.wait()
         finally:
             self._stopped.set()
 
@@ -92,6 +102,19 @@ class Consumer:
             for task in pending:
                 task.cancel()
             await asyncio.wait(pending)
+
+    async def _try_reconcile(self) -> bool:
+        """Reconcile; a broker that cannot take the (un)subscription now (it is reconnecting
+        after RabbitMQ restarted) is logged and tried again, never the end of the worker."""
+        try:
+            await self._reconcile()
+        except BrokerError as exc:
+            if self._stopping:  # nothing to take any more; the broker requeues what it holds
+                self._subscription = None
+                return True
+            logger.warning("Could not (un)subscribe %s (%s); trying again", self._queues, exc)
+            return False
+        return True
 
     async def _reconcile(self) -> None:
         wanted = self._free > 0 and not self._stopping

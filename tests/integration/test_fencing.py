@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.execution.tokens import AttemptTokens
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack, start_stack, wait_until
 
 ONE_TASK = """
     from weir import dag, task
@@ -190,3 +194,76 @@ async def test_a_batched_heartbeat_fences_each_beat_on_its_own(stack: Stack) -> 
     assert before is not None and after is not None and after > before
     (stack.dags_folder.parent / "go").touch()
     assert await stack.wait_for_run("held", run_id) == "success"
+
+
+LEDGER_HELD = """
+    import asyncio
+    from pathlib import Path
+
+    from weir import dag, task
+
+    HERE = Path(__file__).parent.parent
+
+    @dag
+    def counted():
+        @task
+        async def hold() -> int:
+            with (HERE / "starts").open("a") as out:
+                out.write("start\\n")
+            while not (HERE / "go").exists():
+                await asyncio.sleep(0.05)
+            return 1
+
+        hold()
+
+    counted()
+"""
+
+
+@pytest.mark.postgres
+async def test_a_duplicate_message_for_an_attempt_running_here_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay publishes again when it could not delete its outbox row; a copy reaching the
+    worker that runs the attempt must not start it a second time (its claim would be its own)."""
+    from weir.broker import create_broker
+    from weir.broker.base import OutgoingMessage
+    from weir.messages import TaskMessage
+
+    caplog.set_level(logging.INFO, logger="workers.attempt")
+    async with start_stack("postgres", tmp_path) as stack:
+        stack.write_dag("counted.py", LEDGER_HELD)
+        await stack.wait_for_dag("counted")
+        run_id = await stack.trigger("counted")
+
+        async def running() -> bool:
+            return (await stack.task_instances("counted", run_id))["hold"]["state"] == "running"
+
+        await wait_until(running)
+        ti_id = await _task_instance_id(stack, run_id)
+        assert stack.settings.secret_key is not None
+        tokens = AttemptTokens(stack.settings.secret_key.get_secret_value().encode())
+        copy = TaskMessage(
+            task_instance_id=ti_id,
+            attempt=1,
+            dag_id="counted",
+            run_id=run_id,
+            task_id="hold",
+            queue="default",
+            token=tokens.issue(ti_id, 1),
+        )
+        broker = create_broker(stack.settings)
+        await broker.connect()
+        try:
+            body = copy.model_dump_json().encode()
+            await broker.publish([OutgoingMessage("default", body, "duplicate")])
+            await wait_until(lambda: _logged(caplog, "dropping a duplicate message"))
+        finally:
+            await broker.close()
+        (tmp_path / "go").touch()
+        assert await stack.wait_for_run("counted", run_id) == "success"
+    assert (tmp_path / "starts").read_text() == "start\n"
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return text in caplog.text
