@@ -190,5 +190,3 @@ async def test_a_dagrun_timeout_fires_at_its_deadline_not_at_the_next_sweep(
         run = response.json()
     ran = datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
     assert 2.0 <= ran.total_seconds() < 3.5, ran
-
-
