@@ -233,3 +233,50 @@ def _seconds_between(start: str, end: str) -> float:
 def _pids_running(command_line: str) -> list[int]:
     found = subprocess.run(["pgrep", "-f", "-x", command_line], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
+
+
+def _cpu_fanout_dag(width: int, seconds: float) -> str:
+    return f"""
+import time
+
+from weir import dag, task
+
+
+@dag
+def chaos_cpu():
+    @task
+    def burn(i: int) -> int:
+        deadline = time.monotonic() + {seconds}
+        while time.monotonic() < deadline:
+            pass
+        return i
+
+    for i in range({width}):
+        burn.override(task_id=f"burn_{{i}}")(i)
+
+
+chaos_cpu()
+"""
+
+
+CPU_WIDTH = 8
+CPU_SECONDS = 20.0
+"""Eight CPU-bound tasks on two cores for more than two leases (8 s each)."""
+
+
+@pytest.mark.timeout(240)
+async def test_a_full_cpu_fan_out_loses_no_lease(cluster: Cluster, figures: dict[str, Any]) -> None:
+    """Every core busy with tasks for longer than a lease: the worker's heartbeats still get
+    through, so no attempt is judged lost (a false lapse would run a task twice)."""
+    cluster.write_dag("chaos_cpu.py", _cpu_fanout_dag(CPU_WIDTH, CPU_SECONDS))
+    await cluster.start_apis(1)
+    cluster.start_worker(concurrency=CPU_WIDTH)
+    await cluster.wait_for_dag("chaos_cpu")
+    await cluster.wait_for_consumers(1)
+    [run_id] = await cluster.trigger("chaos_cpu", 1)
+    seconds = await cluster.wait_for_runs("chaos_cpu", [run_id], timeout=180)
+
+    instances = await cluster.task_instances("chaos_cpu", run_id)
+    attempts = {ti["task_id"]: (ti["state"], ti["attempt"]) for ti in instances}
+    figures.update(tasks=CPU_WIDTH, task_seconds=CPU_SECONDS, run_seconds=round(seconds, 1))
+    assert attempts == {f"burn_{i}": ("success", 1) for i in range(CPU_WIDTH)}, attempts
