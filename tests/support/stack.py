@@ -113,9 +113,20 @@ class Stack:
         return state
 
     async def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
-        response = await self.client.get(f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks")
-        assert response.status_code == 200, response.text
-        return {t["task_id"]: t for t in response.json()["task_instances"]}
+        """Every task instance of the run, page after page (a list answers 100 by default)."""
+        found: dict[str, dict[str, Any]] = {}
+        seen = 0
+        while True:
+            response = await self.client.get(
+                f"/api/v1/dags/{dag_id}/runs/{run_id}/tasks",
+                params={"limit": 1000, "offset": seen},
+            )
+            assert response.status_code == 200, response.text
+            page = response.json()
+            found.update((t["task_id"], t) for t in page["task_instances"])
+            seen += len(page["task_instances"])
+            if not page["task_instances"] or seen >= page["total"]:
+                return found
 
     async def logs(self, dag_id: str, run_id: str, task_id: str, attempt: int | None = None) -> str:
         params: dict[str, Any] = {"format": "text"}
