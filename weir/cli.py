@@ -22,7 +22,7 @@ from weir.config import Settings
 from weir.data_dir import make_private, prepare_data_dir, read_or_create_secret
 from weir.errors import ConfigError, WeirError
 from weir.remote import backfill, dags_app, runs_app, tasks_app
-from weir.runtime import QuietServer, configure_logging, stop_on_signals
+from weir.runtime import QuietServer, configure_logging, run_event_loop, stop_on_signals
 
 if TYPE_CHECKING:
     from app.db.engine import Database
@@ -68,7 +68,7 @@ def load_settings(**flags: Any) -> Settings:
 
 def run_command(coroutine: Any) -> None:
     try:
-        asyncio.run(coroutine)
+        run_event_loop(coroutine)
     except WeirError as error:
         errors.print(f"[red]error:[/] {escape(str(error))}")
         raise typer.Exit(2) from error

@@ -11,10 +11,12 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
-__all__ = ["QuietServer", "configure_logging", "stop_on_signals"]
+T = TypeVar("T")
+
+__all__ = ["QuietServer", "configure_logging", "run_event_loop", "stop_on_signals"]
 
 
 def configure_logging(level: str) -> None:
@@ -24,6 +26,26 @@ def configure_logging(level: str) -> None:
     )
     for noisy in ("aiormq", "aio_pika", "httpx", "watchfiles", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when installed (uvicorn's standard extras bring it) and not turned off with
+    ``WEIR_EVENT_LOOP=asyncio``: its callbacks, sockets and timers cost a fraction of the
+    standard loop's, which is most of what a no-op task costs the API and the worker."""
+    if os.environ.get("WEIR_EVENT_LOOP", "auto").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def run_event_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on the fastest event loop available (see ``_loop_factory``)."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(coroutine)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -66,11 +88,13 @@ class QuietServer:
         *,
         on_shutdown: Callable[[], None] | None = None,
         head_timeout: float = DEFAULT_HEAD_TIMEOUT,
+        parser: str = "auto",
     ) -> None:
         """``on_shutdown`` runs when a shutdown starts, before uvicorn waits for open connections
         to finish: the place to end long-lived responses (the dashboard's event streams).
         ``head_timeout``: seconds a client may take to send a request's head
-        (``weir.http_head_timeout``; the CLI passes ``Settings.request_head_timeout``)."""
+        (``weir.http_head_timeout``; the CLI passes ``Settings.request_head_timeout``).
+        ``parser``: ``auto`` (httptools when installed) or ``h11``."""
         uvicorn = _import_uvicorn()
         from weir.http_head_timeout import with_head_timeout
 
@@ -84,7 +108,7 @@ class QuietServer:
         config = uvicorn.Config(
             app, host=host, port=port, log_level=log_level.lower(), access_log=False,
             lifespan="on", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            http=with_head_timeout(head_timeout),
+            http=with_head_timeout(head_timeout, parser=parser),
         )  # fmt: skip
         self._server = _Server(config)
 

@@ -257,9 +257,10 @@ async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": b"hello"})
 
 
-async def test_a_request_head_sent_too_slowly_loses_its_connection() -> None:
+@pytest.mark.parametrize("parser", ["auto", "h11"])
+async def test_a_request_head_sent_too_slowly_loses_its_connection(parser: str) -> None:
     port = free_port()
-    server = QuietServer(_hello, "127.0.0.1", port, "warning", head_timeout=0.5)
+    server = QuietServer(_hello, "127.0.0.1", port, "warning", head_timeout=0.5, parser=parser)
     serving = asyncio.create_task(server.serve())
     try:
 
@@ -281,3 +282,13 @@ async def test_a_request_head_sent_too_slowly_loses_its_connection() -> None:
     finally:
         server.shutdown()
         await serving
+
+
+def test_the_server_parses_http_with_httptools_when_it_is_installed() -> None:
+    """uvicorn's standard extras are a dependency: the C parser, not h11, serves requests."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from weir.http_head_timeout import with_head_timeout
+
+    assert issubclass(with_head_timeout(1.0), HttpToolsProtocol)
+    assert not issubclass(with_head_timeout(1.0, parser="h11"), HttpToolsProtocol)
