@@ -1,12 +1,18 @@
-"""``make bench``: Weir's throughput and latency on each backend.
+"""``make bench``: Weir's throughput, latency, cost per task and footprint on each backend.
 
-Each *setup* (a backend, and where its worker runs) boots a whole Weir through the test harness
-(``tests/support/stack.py``) and runs each *scenario* (a DAG shape) a few times after a warm-up:
+Each *setup* (``setups``) starts real ``weir`` processes; each *scenario* (``scenarios``) triggers
+runs over the REST API and turns what the service recorded, and what ``/proc`` says its
+processes used, into *figures* judged against issue 14's goals and the minimal pipeline's bound:
 
-- ``dags``: the DAG files, written into the stack's DAGs folder;
+- ``dags``: the DAG files (no-op tasks; fan-out, chain, one task, many scheduled DAGs);
+- ``setups``: ``weir api`` + ``weir worker`` on PostgreSQL + RabbitMQ, ``weir standalone``;
+- ``weir_client``: the REST calls the bench makes;
+- ``process_usage``: CPU and memory of a process tree from ``/proc``;
+- ``measure``: one run, runs triggered together, trigger latencies, idle CPU;
 - ``metrics``: pure arithmetic on task-instance timestamps (gaps, percentiles);
-- ``setups``: how each backend is started, and where its worker runs;
-- ``scenarios``: trigger, wait, measure one scenario on a running stack;
-- ``profiling``: optional cProfile of the bench process and the worker process;
-- ``report``: the rich table and the JSON file under ``bench/results/``.
+- ``scenarios``: the named scenarios and the figures they make;
+- ``figures``: a figure, its goal, met or not, its ratio to the bound;
+- ``bound_run``: runs ``bound`` (the minimal pipeline) in the same invocation;
+- ``suite``, ``progress``, ``report``: run it all, show progress, print the table, write JSON;
+- ``profiling``: optional cProfile of every Weir process.
 """

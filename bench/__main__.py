@@ -1,154 +1,172 @@
-"""``python -m bench``: run every selected scenario on every selected setup, print the table, and
-write the JSON file. Exits non-zero when a setup could not run or a run failed.
+"""``python -m bench`` (``make bench``): Weir's speed, cost and footprint, each figure beside the
+goal of issue 14 and beside the minimal pipeline's bound measured in the same invocation.
 
-``python -m bench api-lists [--help]`` measures the REST lists on 100,000 runs instead
-(``bench.api_lists``); ``python -m bench dashboard-pages [--help]`` the dashboard's pages with
-1,000 DAGs and 100,000 task instances (``bench.dashboard_pages``)."""
+How to read the table: one row per scenario, measure and size; per setup the value, ✓ or ✗ for
+its goal, and ``x bound`` (value / the minimal pipeline's same figure: for tasks/s higher is
+better, for ms lower is better). ``postgres`` is production-shaped: ``weir api`` and ``weir
+worker`` as two processes on PostgreSQL + RabbitMQ; ``sqlite`` is ``weir standalone``, one
+process on SQLite + the in-process queue. ``cpu_ms_per_task`` counts every CPU tick of those
+processes and their children over the run (``bench/process_usage.py``), divided by the tasks:
+it is what a task costs the service, idle loops and the bench's own polling included.
+``scale-*`` rows show the cost per task at each size; ``cpu_growth`` is the largest size's cost
+over the smallest's, and a note below the table names every series that is not flat. Absolute
+numbers on a shared 2-core machine move from run to run; ratios to the bound move much less.
+The JSON (``bench/results/<timestamp>.json``, or ``--output``) has every figure with its goal,
+bound and ratio, the bound's own figures, and the machine and commit.
+
+Exits non-zero when a setup could not run or a scenario failed (a run that did not succeed, or
+did not finish within ``--timeout``). ``python -m bench api-lists [--help]`` and
+``python -m bench dashboard-pages [--help]`` are the REST-list and dashboard benchmarks.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rich.console import Console
 
-from bench import dags
-from bench.dags import DagShape, TaskKind
+from bench.figures import judge
 from bench.profiling import Profiler
-from bench.report import RESULTS, environment, print_profiles, print_table, write_json
-from bench.scenarios import BenchError, ScenarioResult, measure, publish_dags
-from bench.setups import SETUPS, Setup, running
+from bench.progress import SuiteProgress
+from bench.report import (
+    RESULTS,
+    default_path,
+    environment,
+    growth_notes,
+    print_figures,
+    print_profiles,
+    write_json,
+)
+from bench.scenarios import SCENARIOS, Sizes
+from bench.setups import SETUPS
+from bench.suite import SuiteConfig, run_suite
 from weir.runtime import configure_logging
 
-console = Console(width=None if sys.stdout.isatty() else 132)
+console = Console(width=None if sys.stdout.isatty() else 160)
 
-_BACKENDS = {
-    "sqlite": ["sqlite"],
-    "postgres": ["postgres", "postgres-inproc"],
-    "all": ["sqlite", "postgres", "postgres-inproc"],
-}
+_BACKENDS = {"sqlite": ["sqlite"], "postgres": ["postgres"], "all": ["postgres", "sqlite"]}
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _scenarios(text: str) -> list[str]:
+    wanted = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(SCENARIOS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}: choose from {', '.join(SCENARIOS)}")
+    return [name for name in SCENARIOS if name in wanted]  # always in the suite's order
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    defaults = Sizes()
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description=__doc__,
-        epilog="python -m bench api-lists --help, python -m bench dashboard-pages --help: the "
-        "REST lists and dashboard pages benchmarks' own options.",
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--backend", choices=sorted(_BACKENDS), default="all")
-    parser.add_argument(
-        "--postgres-worker",
-        choices=["process", "in-process", "both"],
-        default="both",
-        help="run the postgres worker as a `weir worker` process, in the API's loop, or both",
+    add = parser.add_argument
+    add("--backend", choices=sorted(_BACKENDS), default="all")
+    add(
+        "--only",
+        type=_scenarios,
+        default=list(SCENARIOS),
+        metavar="LIST",
+        help=f"comma-separated scenarios: {','.join(SCENARIOS)}",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="measured runs after one warm-up")
-    parser.add_argument("--dags", default="fanout,chain", help="comma-separated: fanout,chain")
-    parser.add_argument("--sync", action="store_true", help="also measure plain `def` tasks")
-    parser.add_argument("--width", type=int, default=200, help="no-op tasks in the fan-out")
-    parser.add_argument("--length", type=int, default=50, help="no-op tasks in the chain")
-    parser.add_argument("--concurrency", type=int, default=16, help="worker_concurrency")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
-    parser.add_argument("--profile", action="store_true", help="cProfile (slows everything)")
+    add("--width", type=int, default=defaults.width, help="tasks in the fan-outs (async, sync)")
+    add("--length", type=int, default=defaults.length, help="tasks in the chain")
+    add("--triggers", type=int, default=defaults.triggers, help="runs of the trigger scenario")
+    add("--runs", type=int, default=defaults.runs, help="runs triggered together (runs)")
+    add("--run-tasks", type=int, default=defaults.run_tasks, help="tasks in that small DAG")
+    add("--scale-fanouts", type=_sizes, default=defaults.scale_fanouts, metavar="N,N,…")
+    add("--scale-runs", type=_sizes, default=defaults.scale_runs, metavar="N,N,…")
+    add("--memory-width", type=int, default=defaults.memory_width, help="fan-out for memory")
+    add("--idle-dags", type=int, default=defaults.idle_dags, help="scheduled DAGs loaded")
+    add("--idle-seconds", type=float, default=defaults.idle_seconds)
+    add("--warmup", type=int, default=defaults.warmup, help="unmeasured runs (headline DAGs)")
+    add("--repeat", type=int, default=defaults.repeat, help="measured runs (headline DAGs)")
+    add("--concurrency", type=int, default=16, help="WEIR_WORKER_CONCURRENCY")
+    add("--timeout", type=float, default=900.0, help="seconds a run (or set of runs) may take")
+    add("--no-bound", action="store_true", help="skip the minimal pipeline (bench/bound.py)")
+    add("--output", type=Path, default=None, help="the JSON file (default: bench/results/)")
+    add("--profile", action="store_true", help="cProfile every Weir process (slows it down)")
     return parser.parse_args(argv)
 
 
-def select_setups(args: argparse.Namespace) -> list[Setup]:
-    names = _BACKENDS[args.backend]
-    if args.postgres_worker == "process":
-        names = [n for n in names if n != "postgres-inproc"]
-    elif args.postgres_worker == "in-process":
-        names = [n for n in names if n != "postgres"]
-    return [SETUPS[n] for n in names]
-
-
-def select_shapes(args: argparse.Namespace) -> list[DagShape]:
-    kinds: list[TaskKind] = ["async", "sync"] if args.sync else ["async"]
-    makers = {
-        "fanout": lambda k: dags.fanout(args.width, k),
-        "chain": lambda k: dags.chain(args.length, k),
-    }
-    wanted = [name.strip() for name in args.dags.split(",") if name.strip()]
-    unknown = set(wanted) - set(makers)
-    if unknown:
-        raise SystemExit(f"unknown DAG(s) {sorted(unknown)}: choose from {sorted(makers)}")
-    return [makers[name](kind) for kind in kinds for name in wanted]
-
-
-class Tally:
-    """What the bench measured, and what it could not (a setup that did not start, a failed run)."""
-
-    def __init__(self) -> None:
-        self.results: list[ScenarioResult] = []
-        self.errors: list[str] = []
-
-    def fail(self, what: str, error: BaseException) -> None:
-        console.print(f"[red]{what}: {error}[/]")
-        self.errors.append(f"{what}: {error!r}")
-
-
-async def bench_setup(
-    setup: Setup,
-    shapes: Sequence[DagShape],
-    args: argparse.Namespace,
-    profiler: Profiler,
-    tally: Tally,
-) -> None:
-    """Boot ``setup`` once and measure every shape on it; a failed shape does not stop the rest."""
-    with tempfile.TemporaryDirectory(prefix=f"weir-bench-{setup.name}-") as tmp:
-        prefix = profiler.worker_prefix(setup.name)
-        async with running(
-            setup, Path(tmp), concurrency=args.concurrency, python_prefix=prefix
-        ) as stack:
-            await publish_dags(stack, shapes)
-            with profiler.bench_process(setup.name):
-                for shape in shapes:
-                    try:
-                        result = await measure(
-                            stack, setup.name, shape, repeat=args.repeat, timeout=args.timeout
-                        )
-                    except BenchError as error:
-                        tally.fail(f"{setup.name} {shape.name} ({shape.kind})", error)
-                        continue
-                    console.print(
-                        f"{setup.name:<16} {shape.name:<7} {shape.kind:<5} "
-                        f"wall {result.wall_s:6.2f} s  {result.tasks_per_s:7.1f} tasks/s  "
-                        f"gap p50 {result.gap.p50:6.1f} ms  (warm-up {result.warmup_s:.2f} s)"
-                    )
-                    tally.results.append(result)
-
-
-async def bench(args: argparse.Namespace, profiler: Profiler) -> Tally:
-    shapes = select_shapes(args)
-    tally = Tally()
-    for setup in select_setups(args):
-        try:
-            await bench_setup(setup, shapes, args, profiler, tally)
-        except (Exception, pytest.skip.Exception) as error:
-            tally.fail(setup.name, error)
-    return tally
+def _config(args: argparse.Namespace, profiler: Profiler) -> SuiteConfig:
+    sizes = Sizes(
+        width=args.width,
+        length=args.length,
+        triggers=args.triggers,
+        runs=args.runs,
+        run_tasks=args.run_tasks,
+        scale_fanouts=args.scale_fanouts,
+        scale_runs=args.scale_runs,
+        memory_width=args.memory_width,
+        idle_dags=args.idle_dags,
+        idle_seconds=args.idle_seconds,
+        warmup=args.warmup,
+        repeat=args.repeat,
+    )
+    return SuiteConfig(
+        setups=_BACKENDS[args.backend],
+        scenarios=args.only,
+        sizes=sizes,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+        with_bound=not args.no_bound,
+        profiler=profiler,
+    )
 
 
 def _caption(args: argparse.Namespace) -> str:
-    kinds = "async def no-op tasks (run on the worker's event loop)"
-    if args.sync:
-        kinds += "; sync = plain def tasks (the worker's process pool)"
+    setups = "; ".join(f"{name}: {SETUPS[name].label}" for name in _BACKENDS[args.backend])
     return (
-        f"{kinds}. Median of {args.repeat} runs after 1 warm-up; worker_concurrency "
-        f"{args.concurrency}. gap = task start - upstream end, pooled over the runs; "
-        "sched = upstream end -> queued_at (scheduler + outbox); deliv = queued_at -> start "
-        "(relay + broker + claim). Fan-out gaps include waiting for a free worker slot."
+        f"{setups}. No-op tasks; worker concurrency {args.concurrency}; headline scenarios "
+        f"after {args.warmup} warm-up run(s), median of {args.repeat}; scale sizes run once, "
+        "cold. Bound: the minimal pipeline on PostgreSQL + RabbitMQ in this invocation."
         + (" PROFILED: cProfile slows everything." if args.profile else "")
     )
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    started, clock = datetime.now(UTC), time.monotonic()
+    profile_dir = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-profile" if args.profile else None
+    config = _config(args, Profiler(profile_dir))
+    with SuiteProgress(console, config.steps) as progress:
+        outcome = asyncio.run(run_suite(config, progress))
+    figures = judge(outcome.figures, outcome.bound)
+    notes = [*outcome.notes, *growth_notes(figures)]
+    print_figures(console, figures, config.setups, _caption(args))
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    for error in outcome.errors:
+        console.print(f"[red]not measured: {error}[/]")
+    meta: dict[str, Any] = {
+        "date": started.isoformat(),
+        "duration_s": time.monotonic() - clock,
+        **environment(),
+        "load_average_at_end": os.getloadavg(),
+        "setups": {name: SETUPS[name].label for name in config.setups},
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
+        "errors": outcome.errors,
+    }
+    meta["config"]["output"] = str(args.output) if args.output else None
+    path = write_json(args.output or default_path(started), meta, outcome.bound, figures, notes)
+    if profile_dir is not None:
+        print_profiles(console, profile_dir)
+    console.print(f"results: {path}\nthe whole bench took {meta['duration_s']:.1f} s")
+    return 1 if outcome.errors else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,31 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import dashboard_pages
 
         return dashboard_pages.main(argv[1:])
-    args = parse_args(argv)
     configure_logging("WARNING")
-    started, clock = datetime.now(UTC), time.monotonic()
-    profile_dir = (
-        RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}-profile" if args.profile else None
-    )
-    profiler = Profiler(profile_dir)
-    tally = asyncio.run(bench(args, profiler))
-    results, errors = tally.results, tally.errors
-    duration = time.monotonic() - clock
-    print_table(console, results, _caption(args))
-    for error in errors:
-        console.print(f"[red]not measured: {error}[/]")
-    meta: dict[str, Any] = {
-        "started_at": started.isoformat(),
-        "duration_s": duration,
-        "environment": environment(),
-        "config": dict(vars(args)),
-        "errors": errors,
-    }
-    path = write_json(started, meta, results)
-    if profile_dir is not None:
-        print_profiles(console, profile_dir)
-    console.print(f"results: {path}\nthe whole bench took {duration:.1f} s")
-    return 1 if errors else 0
+    return _run_bench(parse_args(argv))
 
 
 if __name__ == "__main__":

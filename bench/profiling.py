@@ -1,17 +1,14 @@
-"""Optional cProfile (``--profile``): where the CPU goes in the bench process (API, scheduler,
-relay, and the worker when it shares the loop) and in a separate worker process.
+"""Optional cProfile (``--profile``): where the CPU goes in each Weir process of a setup
+(``weir api``, ``weir worker``, ``weir standalone``), each run under ``python -m cProfile``.
 
 cProfile slows Python code down several times over, so profiled numbers are flagged as such.
 """
 
 from __future__ import annotations
 
-import contextlib
-import cProfile
 import pstats
 import sysconfig
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,32 +27,25 @@ class Hotspot:
     cumulative_s: float
 
 
+_ROLES = ("api", "worker", "standalone")
+
+
 class Profiler:
-    """Writes ``<name>-bench.prof`` and ``<name>-worker.prof`` into ``directory`` when enabled."""
+    """Makes each process write ``<setup>-<role>.prof`` into ``directory`` when enabled (the
+    profile is written when the process exits after SIGTERM)."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
 
-    def worker_prefix(self, name: str) -> tuple[str, ...]:
-        """Python arguments that run a ``weir worker`` under cProfile (none when disabled)."""
+    def prefixes(self, setup: str) -> dict[str, tuple[str, ...]]:
+        """Per role, the Python arguments that run ``-m weir`` under cProfile (none when off)."""
         if self.directory is None:
-            return ()
-        return ("-m", "cProfile", "-o", str(self.directory / f"{name}-worker.prof"))
-
-    @contextlib.contextmanager
-    def bench_process(self, name: str) -> Iterator[None]:
-        """Profile this process for the duration of the block."""
-        if self.directory is None:
-            yield
-            return
+            return {}
         self.directory.mkdir(parents=True, exist_ok=True)
-        profile = cProfile.Profile()
-        profile.enable()
-        try:
-            yield
-        finally:
-            profile.disable()
-            profile.dump_stats(self.directory / f"{name}-bench.prof")
+        return {
+            role: ("-m", "cProfile", "-o", str(self.directory / f"{setup}-{role}.prof"))
+            for role in _ROLES
+        }
 
 
 def _where(filename: str) -> str:

@@ -1,5 +1,9 @@
-"""What the bench shows and keeps: a rich table on the terminal and a JSON file of every number
-(per-run wall times and every gap included) under ``bench/results/``."""
+"""What the bench shows and keeps: a rich table of every figure beside its goal and the bound, and
+a JSON file (``bench/results/<timestamp>.json`` unless ``--output``) that other tools read.
+
+The JSON's contract: ``{"meta": {...}, "bound": {...} | null, "figures": [Figure.as_dict(), ...],
+"definitions": {...}, "notes": [...]}``; see ``bench.figures.Figure`` for a figure's fields.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ import json
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,54 +19,97 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bench.metrics import Summary
+from bench.figures import GROWTH_LIMIT, Figure
 from bench.profiling import hotspots, time_by_package
-from bench.scenarios import ScenarioResult
-from bench.setups import SETUPS
 
-__all__ = ["environment", "print_profiles", "print_table", "write_json"]
+__all__ = [
+    "DEFINITIONS",
+    "RESULTS",
+    "environment",
+    "growth_notes",
+    "print_figures",
+    "print_profiles",
+    "write_json",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 DEFINITIONS = {
-    "wall_s": "trigger request sent -> the run's end_date (written by the service)",
-    "tasks_per_s": "tasks in the DAG / median wall_s",
-    "gap_ms": "a task's start_date - the latest end_date of its upstreams (roots excluded)",
-    "sched_ms": "upstream end_date -> queued_at: scheduler wake-up, queueing with its outbox row",
-    "delivery_ms": "queued_at -> start_date: relay publish, broker, worker claim",
-    "percentiles": "pooled over every measured run's gaps, linear interpolation",
+    "tasks_per_s": "tasks in the run(s) / (latest end_date written by the service - the moment "
+    "just before the first trigger request)",
+    "cpu_ms_per_task": "utime + stime of every Weir process tree of the setup (API, worker and "
+    "their children, bench/process_usage.py) over the run, / tasks",
+    "hop_ms": "chain: a task's start_date - its upstream's end_date (service clock), pooled",
+    "sched_p50_ms": "chain: upstream end_date -> queued_at (scheduler, outbox)",
+    "delivery_p50_ms": "chain: queued_at -> start_date (relay, broker, worker claim)",
+    "trigger_ms": "the moment just before POST .../runs -> the task's start_date, runs one by one",
+    "cpu_growth": "cpu_ms_per_task at the largest size / at the smallest (1 = flat)",
+    "rss_mb": "peak VmRSS (MiB) of the process during the fan-out (VmHWM reset at its start); "
+    "_children: peak of its descendants' RSS summed (the worker's sync-task processes)",
+    "idle_cpu_percent": "CPU of the API's process tree (standalone: the whole process) over the "
+    "idle window / wall time, in % of one core, with the scheduled DAGs loaded",
+    "ratio_to_bound": "value / the minimal pipeline's figure in the same invocation "
+    "(throughput: higher is better; latency and CPU: lower is better)",
 }
 
 
-def _ms(summary: Summary, parts: int = 3) -> str:
-    """``p50 / p95 / max`` (or the first ``parts`` of them), in milliseconds."""
-    return " / ".join(f"{v:.1f}" for v in (summary.p50, summary.p95, summary.max)[:parts])
+def _number(value: float) -> str:
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
-def print_table(console: Console, results: Sequence[ScenarioResult], caption: str) -> None:
-    table = Table(title="Weir bench: no-op tasks, median of the measured runs", caption=caption)
-    table.add_column("setup")
-    table.add_column("DAG")
-    for name in ("tasks", "wall s", "tasks/s"):
-        table.add_column(name, justify="right")
-    table.add_column("gap ms\np50 / p95 / max", justify="right")
-    table.add_column("sched ms\np50 / p95", justify="right")
-    table.add_column("deliv ms\np50 / p95", justify="right")
-    for r in results:
-        table.add_row(
-            r.setup,
-            f"{r.shape.name} ({r.shape.kind})",
-            str(r.shape.task_count),
-            f"{r.wall_s:.2f}",
-            f"{r.tasks_per_s:.1f}",
-            _ms(r.gap),
-            _ms(r.queue, 2),
-            _ms(r.claim, 2),
-        )
+def _cell(figure: Figure | None) -> str:
+    if figure is None:
+        return ""
+    mark = {True: " [green]✓[/]", False: " [red]✗[/]", None: ""}[figure.met]
+    return f"{_number(figure.value)} {figure.unit}{mark}"
+
+
+def _ratio(figure: Figure | None) -> str:
+    if figure is None or figure.ratio_to_bound is None:
+        return ""
+    return f"{figure.ratio_to_bound:.2f}x"
+
+
+def print_figures(
+    console: Console, figures: Sequence[Figure], setups: Sequence[str], caption: str
+) -> None:
+    """One row per scenario, measure and size; a value and its ratio to the bound per setup."""
+    table = Table(
+        title="Weir bench: each figure beside its goal (✓ met, ✗ not met)", caption=caption
+    )
+    for name, justify in (("scenario", "left"), ("measure", "left"), ("size", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("goal")
+    table.add_column("bound", justify="right")
+    for setup in setups:
+        table.add_column(setup, justify="right")
+        table.add_column("x bound", justify="right")
+    rows: dict[tuple[str, str, int | None], dict[str, Figure]] = {}
+    for figure in figures:
+        rows.setdefault((figure.scenario, figure.metric, figure.size), {})[figure.setup] = figure
+    for (scenario, metric, size), by_setup in rows.items():
+        first = next(iter(by_setup.values()))
+        bound = "" if first.bound is None else f"{_number(first.bound)}"
+        cells: list[str] = []
+        for setup in setups:
+            cells += [_cell(by_setup.get(setup)), _ratio(by_setup.get(setup))]
+        size_text = "" if size is None else f"{size:,}"
+        table.add_row(scenario, metric, size_text, first.goal or "", bound, *cells)
     console.print(table)
-    for name, setup in SETUPS.items():
-        if any(r.setup == name for r in results):
-            console.print(f"  [bold]{name}[/]: {setup.label}")
+
+
+def growth_notes(figures: Sequence[Figure]) -> list[str]:
+    """A sentence for every scale series whose cost per task grew with its size."""
+    notes: list[str] = []
+    for figure in figures:
+        if figure.metric == "cpu_growth" and figure.value > GROWTH_LIMIT:
+            notes.append(
+                f"{figure.setup} {figure.scenario}: CPU per task grows with size "
+                f"({figure.value:.1f}x at {figure.size:,} vs the smallest size; flat is 1x)"
+            )
+    return notes
 
 
 def print_profiles(console: Console, directory: Path) -> None:
@@ -80,51 +126,63 @@ def print_profiles(console: Console, directory: Path) -> None:
         console.print(table)
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
-        )
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip()
 
 
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _ram_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    except (ValueError, OSError):
+        return None
+
+
 def environment() -> dict[str, Any]:
     """Where the numbers were measured: they mean little without it."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
     return {
-        "git_commit": _git_commit(),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "machine": {"cpu_model": _cpu_model(), "cores": os.cpu_count(), "ram_gb": _ram_gb()},
     }
 
 
-def _result_json(r: ScenarioResult) -> dict[str, Any]:
-    return {
-        "setup": r.setup,
-        "setup_label": SETUPS[r.setup].label,
-        "dag": r.shape.name,
-        "task_kind": r.shape.kind,
-        "dag_id": r.shape.dag_id,
-        "tasks": r.shape.task_count,
-        "warmup_s": r.warmup_s,
-        "wall_s_median": r.wall_s,
-        "tasks_per_s": r.tasks_per_s,
-        "gap_ms": asdict(r.gap),
-        "sched_ms": asdict(r.queue),
-        "delivery_ms": asdict(r.claim),
-        "runs": [
-            {"run_id": m.run_id, "wall_s": m.wall_s, "gaps": [asdict(g) for g in m.gaps]}
-            for m in r.runs
-        ],
+def write_json(
+    path: Path,
+    meta: Mapping[str, Any],
+    bound: Mapping[str, float] | None,
+    figures: Sequence[Figure],
+    notes: Sequence[str],
+) -> Path:
+    """Write the JSON document (see the module docstring) and return its path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "meta": dict(meta),
+        "bound": dict(bound) if bound is not None else None,
+        "figures": [figure.as_dict() for figure in figures],
+        "definitions": DEFINITIONS,
+        "notes": list(notes),
     }
-
-
-def write_json(started: datetime, meta: dict[str, Any], results: Sequence[ScenarioResult]) -> Path:
-    """Write ``bench/results/<timestamp>.json`` and return its path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
-    document = {**meta, "definitions": DEFINITIONS, "results": [_result_json(r) for r in results]}
-    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+    path.write_text(json.dumps(document, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
     return path
+
+
+def default_path(started: datetime) -> Path:
+    return RESULTS / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"

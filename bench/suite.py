@@ -1,0 +1,142 @@
+"""The whole suite: the bound first, then every selected setup booted once with every selected
+scenario run on it in order. A failed scenario is recorded and the next one runs; a setup that
+cannot start, or whose processes died, is recorded and the next setup runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench.bound_run import is_bound_available, measure_bound_figures
+from bench.dags import DagShape
+from bench.figures import Figure
+from bench.measure import measure_run
+from bench.profiling import Profiler
+from bench.progress import SuiteProgress
+from bench.scenarios import SCENARIOS, Bench, Sizes, shapes_for
+from bench.setups import SETUPS, Deployment, Setup, running
+
+__all__ = ["Outcome", "SuiteConfig", "run_suite"]
+
+_LOAD_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    setups: list[str]
+    scenarios: list[str]
+    sizes: Sizes
+    timeout: float
+    concurrency: int
+    with_bound: bool
+    profiler: Profiler
+
+    @property
+    def steps(self) -> int:
+        """What the suite's progress bar counts: each setup's start and scenarios, the bound."""
+        return len(self.setups) * (1 + len(self.scenarios)) + int(self.with_bound)
+
+
+@dataclass
+class Outcome:
+    figures: list[Figure] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    bound: Mapping[str, float] | None = None
+
+    def fail(self, progress: SuiteProgress, what: str, error: BaseException) -> None:
+        progress.log(f"[red]{what}: {error}[/]")
+        self.errors.append(f"{what}: {error!r}")
+
+
+async def run_suite(config: SuiteConfig, progress: SuiteProgress) -> Outcome:
+    outcome = Outcome()
+    if config.with_bound:
+        await _measure_bound(config.sizes, progress, outcome)
+    for name in config.setups:
+        await _bench_setup(SETUPS[name], config, progress, outcome)
+    return outcome
+
+
+async def _measure_bound(sizes: Sizes, progress: SuiteProgress, outcome: Outcome) -> None:
+    if not is_bound_available():
+        outcome.notes.append("bound not measured: bench/bound.py is not in this tree yet")
+        progress.advance()
+        return
+    with progress.step("bound: the minimal pipeline (asyncpg + aio-pika)", advances=True):
+        try:
+            outcome.bound = await measure_bound_figures(
+                fanout=sizes.width, chain=sizes.length, triggers=sizes.triggers
+            )
+        except (Exception, pytest.skip.Exception) as error:
+            outcome.fail(progress, "bound", error)
+            return
+    shown = ", ".join(f"{k} {v:,.1f}" for k, v in outcome.bound.items())
+    progress.log(f"bound: {shown}")
+
+
+async def _bench_setup(
+    setup: Setup, config: SuiteConfig, progress: SuiteProgress, outcome: Outcome
+) -> None:
+    """Boot ``setup``, run every scenario on it; its working folder (logs, DAGs, the SQLite
+    file) is kept when something failed, so the processes' logs can be read."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"weir-bench-{setup.name}-"))
+    failures = len(outcome.errors)
+    bench: Bench | None = None
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            with progress.step(f"{setup.name}: starting {setup.label}", advances=True):
+                deployment = await stack.enter_async_context(
+                    running(
+                        setup,
+                        workdir,
+                        concurrency=config.concurrency,
+                        prefixes=config.profiler.prefixes(setup.name),
+                    )
+                )
+                await _prepare(deployment, shapes_for(config.scenarios, config.sizes), config)
+            bench = Bench(deployment, config.sizes, config.timeout, progress)
+            await _run_scenarios(bench, config, progress, outcome)
+    except (Exception, pytest.skip.Exception) as error:
+        outcome.fail(progress, setup.name, error)
+    if bench is not None:
+        outcome.figures.extend(bench.figures)
+    if len(outcome.errors) > failures:
+        progress.log(f"[yellow]{setup.name}: logs and files kept in {workdir}[/]")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _prepare(deployment: Deployment, shapes: list[DagShape], config: SuiteConfig) -> None:
+    """Publish every DAG, wait until all are loaded, then one run end to end: the worker is
+    subscribed, its process pool started, every connection pool open."""
+    for shape in shapes:
+        deployment.write_dag(shape.file_name, shape.source)
+    await deployment.client.wait_for_dags([s.dag_id for s in shapes], timeout=_LOAD_TIMEOUT)
+    await measure_run(deployment, shapes[0], timeout=config.timeout)
+
+
+async def _run_scenarios(
+    bench: Bench, config: SuiteConfig, progress: SuiteProgress, outcome: Outcome
+) -> None:
+    for name in config.scenarios:
+        before = len(bench.figures)
+        with progress.step(f"{bench.setup}: {name}", advances=True):
+            try:
+                await SCENARIOS[name](bench)
+            except Exception as error:
+                outcome.fail(progress, f"{bench.setup} {name}", error)
+                bench.deployment.check_alive()  # a dead process ends the setup
+                continue
+        shown = ", ".join(
+            f"{f.metric}{'' if f.size is None else f'@{f.size:,}'} {f.value:,.2f} {f.unit}"
+            for f in bench.figures[before:]
+        )
+        progress.log(f"{bench.setup:<9} {name:<12} {shown}")
