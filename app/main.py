@@ -42,6 +42,7 @@ from app.db.engine import Database
 from app.db.migrate import check_schema_is_current
 from app.execution import routes as execution
 from app.execution.tokens import AttemptTokens
+from app.metrics import install_metrics
 from app.secrets import SecretBox
 from app.services import ServiceLoops, run_loops
 from app.state import ServiceState
@@ -114,6 +115,7 @@ def create_app(
     app.add_middleware(BearerGate, state=state)
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings))
     app.add_middleware(SecurityHeaders)
+    install_metrics(app)  # last: its request counter runs first and sees every request
     return app
 
 

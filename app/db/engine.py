@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.db.outage import DatabaseOutage, install_outage_tracking
 from app.live import ChangeFeed, install_change_feed
+from app.metrics import install_database_metrics
 
 __all__ = ["CONNECT_TIMEOUT", "POOL_TIMEOUT", "Database", "create_database"]
 
@@ -65,6 +66,7 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             connect_args={"timeout": CONNECT_TIMEOUT},
         )
     engine = create_async_engine(url, **options)
+    install_database_metrics(engine)
     outage = DatabaseOutage()
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
