@@ -9,8 +9,10 @@ reaping it is re-parented outside the tree and its time is lost; Weir's processe
 children, so in practice nothing is. The clock ticks are 10 ms (``SC_CLK_TCK`` = 100), so a
 window shorter than a second is coarse.
 
-Memory is the resident set (``VmRSS``) of one process, not of its tree: the fork server and its
-children are separate processes sharing most of their pages with each other.
+Memory is the resident set (``VmRSS``) of one process, not of its tree. Its descendants (the
+worker's fork server and sync-task processes, which share most of their pages with each other)
+are summed as proportional set sizes (``Pss``: each shared page divided among its sharers), which
+a sum of their resident sets would count several times over.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MemoryPeaks", "descendants", "rss_mb", "tree_cpu_seconds", "watch_memory"]
+__all__ = [
+    "MemoryPeaks",
+    "descendants",
+    "pss_mb",
+    "rss_mb",
+    "tree_cpu_seconds",
+    "watch_memory",
+]
 
 _PROC = Path("/proc")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -79,10 +88,11 @@ def tree_cpu_seconds(pid: int) -> float:
     return sum(_own_and_reaped_seconds(p) for p in [pid, *descendants(pid)])
 
 
-def _status_kb(pid: int, key: str) -> int | None:
+def _status_kb(pid: int, key: str, file: str = "status") -> int | None:
+    """A ``key: N kB`` line of ``/proc/<pid>/<file>``."""
     try:
-        lines = (_PROC / str(pid) / "status").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
+        lines = (_PROC / str(pid) / file).read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     for line in lines:
         if line.startswith(f"{key}:"):
@@ -93,6 +103,12 @@ def _status_kb(pid: int, key: str) -> int | None:
 def rss_mb(pid: int) -> float | None:
     """The resident set of ``pid`` now, in MiB (None if it is gone)."""
     kb = _status_kb(pid, "VmRSS")
+    return None if kb is None else kb / 1024
+
+
+def pss_mb(pid: int) -> float | None:
+    """The proportional set size of ``pid`` now, in MiB (None if it is gone)."""
+    kb = _status_kb(pid, "Pss", "smaps_rollup")
     return None if kb is None else kb / 1024
 
 
@@ -112,7 +128,8 @@ def _peak_mb(pid: int) -> float | None:
 
 @dataclass
 class MemoryPeaks:
-    """The peak RSS of each watched process (MiB) over a window, and of its descendants summed."""
+    """The peak RSS of each watched process (MiB) over a window, and the peak of its
+    descendants' summed PSS."""
 
     process_mb: dict[str, float] = field(default_factory=dict)
     children_mb: dict[str, float] = field(default_factory=dict)
@@ -125,7 +142,7 @@ class MemoryPeaks:
             now = rss_mb(pid)
             if now is not None:
                 self.process_mb[role] = max(self.process_mb.get(role, 0.0), now)
-            children = [rss_mb(child) for child in descendants(pid)]
+            children = [pss_mb(child) for child in descendants(pid)]
             total = sum(mb for mb in children if mb is not None)
             self.children_mb[role] = max(self.children_mb.get(role, 0.0), total)
 

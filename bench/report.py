@@ -44,8 +44,9 @@ DEFINITIONS = {
     "delivery_p50_ms": "chain: queued_at -> start_date (relay, broker, worker claim)",
     "trigger_ms": "the moment just before POST .../runs -> the task's start_date, runs one by one",
     "cpu_growth": "cpu_ms_per_task at the largest size / at the smallest (1 = flat)",
-    "rss_mb": "peak VmRSS (MiB) of the process during the fan-out (VmHWM reset at its start); "
-    "_children: peak of its descendants' RSS summed (the worker's sync-task processes)",
+    "rss_mb": "peak VmRSS (MiB) of the process during the fan-out (VmHWM reset at its start)",
+    "pss_mb_children": "peak of the process's descendants' PSS summed (MiB): the fork server and "
+    "sync-task processes (worker), the DAG processor's parse processes (API)",
     "idle_cpu_percent": "CPU of the API's process tree (standalone: the whole process) over the "
     "idle window / wall time, in % of one core, with the scheduled DAGs loaded",
     "ratio_to_bound": "value / the minimal pipeline's figure in the same invocation "
@@ -86,10 +87,7 @@ def print_figures(
     for setup in setups:
         table.add_column(setup, justify="right")
         table.add_column("x bound", justify="right")
-    rows: dict[tuple[str, str, int | None], dict[str, Figure]] = {}
-    for figure in figures:
-        rows.setdefault((figure.scenario, figure.metric, figure.size), {})[figure.setup] = figure
-    for (scenario, metric, size), by_setup in rows.items():
+    for (scenario, metric, size), by_setup in _rows(figures):
         first = next(iter(by_setup.values()))
         bound = "" if first.bound is None else f"{_number(first.bound)}"
         cells: list[str] = []
@@ -98,6 +96,17 @@ def print_figures(
         size_text = "" if size is None else f"{size:,}"
         table.add_row(scenario, metric, size_text, first.goal or "", bound, *cells)
     console.print(table)
+
+
+def _rows(
+    figures: Sequence[Figure],
+) -> list[tuple[tuple[str, str, int | None], dict[str, Figure]]]:
+    """Figures by (scenario, metric, size) then setup; scenarios in the order first measured."""
+    by_scenario: dict[str, dict[tuple[str, str, int | None], dict[str, Figure]]] = {}
+    for f in figures:
+        rows = by_scenario.setdefault(f.scenario, {})
+        rows.setdefault((f.scenario, f.metric, f.size), {})[f.setup] = f
+    return [row for rows in by_scenario.values() for row in rows.items()]
 
 
 def growth_notes(figures: Sequence[Figure]) -> list[str]:

@@ -185,7 +185,7 @@ async def memory(bench: Bench) -> None:
     for role, mb in sorted(peaks.process_mb.items()):
         bench.add("memory", f"rss_mb_{role}", mb, "MB", width)
         if peaks.children_mb.get(role):
-            bench.add("memory", f"rss_mb_{role}_children", peaks.children_mb[role], "MB", width)
+            bench.add("memory", f"pss_mb_{role}_children", peaks.children_mb[role], "MB", width)
 
 
 async def idle(bench: Bench) -> None:

@@ -93,6 +93,16 @@ class _Start:
     concurrency: int
     prefixes: Mapping[str, tuple[str, ...]]
     """Per role, Python arguments before ``-m weir`` (``-m cProfile -o …`` when profiling)."""
+    dag_files: Mapping[str, str]
+
+    def dags_folder(self) -> Path:
+        """The DAGs folder, with the DAG files in it before any process starts: the API's first
+        pass over the folder parses them while it is still starting."""
+        folder = self.workdir / "dags"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, source in self.dag_files.items():
+            (folder / name).write_text(source)
+        return folder
 
 
 @contextlib.asynccontextmanager
@@ -101,10 +111,12 @@ async def running(
     workdir: Path,
     *,
     concurrency: int,
+    dag_files: Mapping[str, str] | None = None,
     prefixes: Mapping[str, tuple[str, ...]] | None = None,
 ) -> AsyncIterator[Deployment]:
-    """A running Weir for ``setup``, stopped (and its database and queues deleted) afterwards."""
-    start = _Start(workdir, concurrency, prefixes or {})
+    """A running Weir for ``setup`` with ``dag_files`` (name → source) in its DAGs folder,
+    stopped (and its database and queues deleted) afterwards."""
+    start = _Start(workdir, concurrency, prefixes or {}, dag_files or {})
     starter = _postgres if setup.backend == "postgres" else _standalone
     async with starter(setup, start) as deployment:
         yield deployment
@@ -124,7 +136,7 @@ async def _postgres(setup: Setup, start: _Start) -> AsyncIterator[Deployment]:
     database_url = await create_postgres_database()
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     port, common = free_port(), _secrets()
-    dags = _dags_folder(start.workdir)
+    dags = start.dags_folder()
     api_env = weir_env(
         database_url=database_url,
         broker_url=rabbitmq_url(),
@@ -145,14 +157,15 @@ async def _postgres(setup: Setup, start: _Start) -> AsyncIterator[Deployment]:
     try:
         async with contextlib.AsyncExitStack() as stack:
             # Entered in this order, left in the reverse: the worker stops first, while the API
-            # it hands unfinished work back to is still up.
+            # it hands unfinished work back to is still up. Both start at once (the worker needs
+            # the API only once it has a task), which halves the wait on a busy machine.
             await stack.enter_async_context(
                 _process(deployment, start, "api", ["api", "--port", str(port)], api_env)
             )
-            await _wait_ready(deployment)
             await stack.enter_async_context(
                 _process(deployment, start, "worker", ["worker"], worker_env)
             )
+            await _wait_ready(deployment)
             yield deployment
     finally:
         await client.aclose()
@@ -163,7 +176,7 @@ async def _postgres(setup: Setup, start: _Start) -> AsyncIterator[Deployment]:
 @contextlib.asynccontextmanager
 async def _standalone(setup: Setup, start: _Start) -> AsyncIterator[Deployment]:
     port, common = free_port(), _secrets()
-    dags = _dags_folder(start.workdir)
+    dags = start.dags_folder()
     env = weir_env(worker_concurrency=start.concurrency, **common)
     args = ["standalone", "--port", str(port), "--dags-folder", str(dags)]
     args += ["--data-dir", str(start.workdir / "data")]
@@ -175,12 +188,6 @@ async def _standalone(setup: Setup, start: _Start) -> AsyncIterator[Deployment]:
             yield deployment
     finally:
         await client.aclose()
-
-
-def _dags_folder(workdir: Path) -> Path:
-    folder = workdir / "dags"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,16 +93,20 @@ async def _bench_setup(
     bench: Bench | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
+            started = time.monotonic()
+            shapes = shapes_for(config.scenarios, config.sizes)
             with progress.step(f"{setup.name}: starting {setup.label}", advances=True):
                 deployment = await stack.enter_async_context(
                     running(
                         setup,
                         workdir,
                         concurrency=config.concurrency,
+                        dag_files={shape.file_name: shape.source for shape in shapes},
                         prefixes=config.profiler.prefixes(setup.name),
                     )
                 )
-                await _prepare(deployment, shapes_for(config.scenarios, config.sizes), config)
+                await _prepare(deployment, shapes, config)
+            progress.log(f"{setup.name:<9} started      ({time.monotonic() - started:5.1f} s)")
             bench = Bench(deployment, config.sizes, config.timeout, progress)
             await _run_scenarios(bench, config, progress, outcome)
     except (Exception, pytest.skip.Exception) as error:
@@ -115,10 +120,8 @@ async def _bench_setup(
 
 
 async def _prepare(deployment: Deployment, shapes: list[DagShape], config: SuiteConfig) -> None:
-    """Publish every DAG, wait until all are loaded, then one run end to end: the worker is
-    subscribed, its process pool started, every connection pool open."""
-    for shape in shapes:
-        deployment.write_dag(shape.file_name, shape.source)
+    """Wait until every DAG is loaded, then one run end to end: the worker is subscribed, its
+    process pool started, every connection pool open."""
     await deployment.client.wait_for_dags([s.dag_id for s in shapes], timeout=_LOAD_TIMEOUT)
     await measure_run(deployment, shapes[0], timeout=config.timeout)
 
@@ -127,7 +130,7 @@ async def _run_scenarios(
     bench: Bench, config: SuiteConfig, progress: SuiteProgress, outcome: Outcome
 ) -> None:
     for name in config.scenarios:
-        before = len(bench.figures)
+        before, started = len(bench.figures), time.monotonic()
         with progress.step(f"{bench.setup}: {name}", advances=True):
             try:
                 await SCENARIOS[name](bench)
@@ -139,4 +142,5 @@ async def _run_scenarios(
             f"{f.metric}{'' if f.size is None else f'@{f.size:,}'} {f.value:,.2f} {f.unit}"
             for f in bench.figures[before:]
         )
-        progress.log(f"{bench.setup:<9} {name:<12} {shown}")
+        took = time.monotonic() - started
+        progress.log(f"{bench.setup:<9} {name:<12} ({took:5.1f} s) {shown}")
