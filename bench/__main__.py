@@ -45,7 +45,8 @@ from bench.report import (
     print_profiles,
     write_json,
 )
-from bench.scenarios import SCENARIOS, Sizes
+from bench.scenarios import SCENARIOS
+from bench.session import Sizes
 from bench.setups import SETUPS
 from bench.suite import SuiteConfig, run_suite
 from weir.runtime import configure_logging

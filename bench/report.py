@@ -47,6 +47,7 @@ DEFINITIONS = {
     "rss_mb": "peak VmRSS (MiB) of the process during the fan-out (VmHWM reset at its start)",
     "pss_mb_children": "peak of the process's descendants' PSS summed (MiB): the fork server and "
     "sync-task processes (worker), the DAG processor's parse processes (API)",
+    "load_s": "idle: from writing the scheduled DAGs' files to the API listing all of them",
     "idle_cpu_percent": "CPU of the API's process tree (standalone: the whole process) over the "
     "idle window / wall time, in % of one core, with the scheduled DAGs loaded",
     "ratio_to_bound": "value / the minimal pipeline's figure in the same invocation "

@@ -10,98 +10,16 @@ many scheduled DAGs and so comes last.
 
 from __future__ import annotations
 
-import asyncio
-import statistics
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
 
 from bench import dags
 from bench.dags import DagShape, TaskKind
-from bench.figures import Figure
-from bench.measure import RunSample, idle_cpu, measure_run, measure_runs, trigger_latencies
+from bench.idle import idle
+from bench.measure import RunSample, measure_run, trigger_latencies
 from bench.metrics import percentile
-from bench.process_usage import MemoryPeaks, watch_memory
-from bench.progress import SuiteProgress
-from bench.setups import Deployment
-from bench.weir_client import BenchError
+from bench.session import Bench, Sizes, median
 
-__all__ = ["SCENARIOS", "Bench", "Sizes", "shapes_for"]
-
-_SETTLE_S = 2.0
-
-
-@dataclass(frozen=True)
-class Sizes:
-    width: int = 500
-    length: int = 50
-    triggers: int = 20
-    runs: int = 100
-    run_tasks: int = 10
-    scale_fanouts: tuple[int, ...] = (100, 1_000, 10_000)
-    scale_runs: tuple[int, ...] = (1, 100, 1_000)
-    memory_width: int = 10_000
-    idle_dags: int = 10_000
-    idle_seconds: float = 20.0
-    warmup: int = 1
-    repeat: int = 1
-
-
-@dataclass
-class Bench:
-    """One setup's measuring session: what every scenario needs, and what they share."""
-
-    deployment: Deployment
-    sizes: Sizes
-    timeout: float
-    progress: SuiteProgress
-    figures: list[Figure] = field(default_factory=list)
-    fanouts: dict[tuple[TaskKind, int], tuple[RunSample, MemoryPeaks]] = field(default_factory=dict)
-    concurrent: dict[int, RunSample] = field(default_factory=dict)
-
-    @property
-    def setup(self) -> str:
-        return self.deployment.setup.name
-
-    def add(self, scenario: str, metric: str, value: float, unit: str, size: int | None) -> None:
-        self.figures.append(Figure(scenario, self.setup, metric, value, unit, size))
-
-    def add_throughput(self, scenario: str, samples: Sequence[RunSample], size: int) -> None:
-        self.add(scenario, "tasks_per_s", _median(s.tasks_per_s for s in samples), "tasks/s", size)
-        self.add(
-            scenario, "cpu_ms_per_task", _median(s.cpu_ms_per_task for s in samples), "ms", size
-        )
-
-    async def fanout(self, kind: TaskKind, width: int) -> tuple[RunSample, MemoryPeaks]:
-        """One measured run of the fan-out, with the memory peaks during it (run once)."""
-        if (kind, width) not in self.fanouts:
-            shape = dags.fanout(width, kind)
-            with self.progress.step(f"{self.setup}: fan-out of {width} ({kind})") as step:
-                async with watch_memory(self.deployment.pids) as peaks:
-                    sample = await measure_run(
-                        self.deployment, shape, timeout=self.timeout, step=step
-                    )
-            self.fanouts[kind, width] = sample, peaks
-        return self.fanouts[kind, width]
-
-    async def runs(self, count: int) -> RunSample:
-        """``count`` runs of the small DAG triggered together (run once)."""
-        if count not in self.concurrent:
-            shape = dags.small(self.sizes.run_tasks)
-            with self.progress.step(f"{self.setup}: {count} concurrent runs") as step:
-                self.concurrent[count] = await measure_runs(
-                    self.deployment, shape, count, timeout=self.timeout, step=step
-                )
-        return self.concurrent[count]
-
-    async def warm_up(self, shape: DagShape) -> None:
-        for _ in range(self.sizes.warmup):
-            with self.progress.step(f"{self.setup}: warm-up {shape.dag_id}"):
-                await measure_run(self.deployment, shape, timeout=self.timeout)
-
-
-def _median(values: Iterable[float]) -> float:
-    return statistics.median(values)
+__all__ = ["SCENARIOS", "shapes_for"]
 
 
 async def _headline_fanout(bench: Bench, kind: TaskKind, scenario: str) -> None:
@@ -143,7 +61,7 @@ async def chain(bench: Bench) -> None:
     ):
         pooled = [getattr(gap, part) for s in samples for gap in s.gaps]
         bench.add("chain", metric, percentile(pooled, q), "ms", size)
-    bench.add("chain", "cpu_ms_per_task", _median(s.cpu_ms_per_task for s in samples), "ms", size)
+    bench.add("chain", "cpu_ms_per_task", median(s.cpu_ms_per_task for s in samples), "ms", size)
 
 
 async def trigger(bench: Bench) -> None:
@@ -186,41 +104,6 @@ async def memory(bench: Bench) -> None:
         bench.add("memory", f"rss_mb_{role}", mb, "MB", width)
         if peaks.children_mb.get(role):
             bench.add("memory", f"pss_mb_{role}_children", peaks.children_mb[role], "MB", width)
-
-
-async def idle(bench: Bench) -> None:
-    """Load ``idle_dags`` scheduled DAGs (none due for a day), then measure quiet CPU."""
-    count, client = bench.sizes.idle_dags, bench.deployment.client
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
-    before = await client.count_dags()
-    with bench.progress.step(f"{bench.setup}: loading {count} scheduled DAGs", total=count) as step:
-        for name, source in dags.scheduled_dag_files(count, start).items():
-            bench.deployment.write_dag(name, source)
-        await _wait_loaded(bench, before + count, step.update)
-    with bench.progress.step(f"{bench.setup}: idle {bench.sizes.idle_seconds:g} s"):
-        await asyncio.sleep(_SETTLE_S)
-        percent = await idle_cpu(bench.deployment, bench.sizes.idle_seconds)
-    if await client.count_runs("bench_idle_00000", ["queued", "running", "success", "failed"]):
-        raise BenchError("an idle DAG ran: the idle figure measured work, not idleness")
-    for role, value in percent.items():
-        metric = (
-            "idle_cpu_percent" if role == bench.deployment.api_role else f"idle_cpu_percent_{role}"
-        )
-        bench.add("idle", metric, value, "%", count)
-
-
-async def _wait_loaded(bench: Bench, expected: int, report: Callable[[int, int], None]) -> None:
-    deadline = datetime.now(UTC) + timedelta(seconds=bench.timeout)
-    total = bench.sizes.idle_dags
-    while (known := await bench.deployment.client.count_dags()) < expected:
-        report(known - (expected - total), total)
-        bench.deployment.check_alive()
-        if datetime.now(UTC) > deadline:
-            raise BenchError(
-                f"only {known} of {expected} DAGs loaded within {bench.timeout:.0f} s; "
-                "lower --idle-dags or raise --timeout"
-            )
-        await asyncio.sleep(1.0)
 
 
 SCENARIOS: dict[str, Callable[[Bench], Awaitable[None]]] = {

@@ -21,7 +21,8 @@ from bench.figures import Figure
 from bench.measure import measure_run
 from bench.profiling import Profiler
 from bench.progress import SuiteProgress
-from bench.scenarios import SCENARIOS, Bench, Sizes, shapes_for
+from bench.scenarios import SCENARIOS, shapes_for
+from bench.session import Bench, Sizes
 from bench.setups import SETUPS, Deployment, Setup, running
 
 __all__ = ["Outcome", "SuiteConfig", "run_suite"]
@@ -113,6 +114,7 @@ async def _bench_setup(
         outcome.fail(progress, setup.name, error)
     if bench is not None:
         outcome.figures.extend(bench.figures)
+        outcome.notes.extend(bench.notes)
     if len(outcome.errors) > failures:
         progress.log(f"[yellow]{setup.name}: logs and files kept in {workdir}[/]")
     else:

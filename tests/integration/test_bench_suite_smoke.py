@@ -65,7 +65,7 @@ SHARED = (
     | {("scale-fanout", "cpu_growth", 4)}
     | _throughput("scale-runs", 1, 2)
     | {("scale-runs", "cpu_growth", 2)}
-    | {("idle", "idle_cpu_percent", 3)}
+    | {("idle", "idle_cpu_percent", 3), ("idle", "load_s", 3)}
 )
 EXPECTED = {
     "postgres": SHARED

@@ -1,0 +1,93 @@
+"""One setup's measuring session: the sizes, the running deployment, the figures made so far,
+and the runs several scenarios share (a fan-out or a set of concurrent runs of one size is run
+once per setup, whichever scenario asks first)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from bench import dags
+from bench.dags import DagShape, TaskKind
+from bench.figures import Figure
+from bench.measure import RunSample, measure_run, measure_runs
+from bench.process_usage import MemoryPeaks, watch_memory
+from bench.progress import SuiteProgress
+from bench.setups import Deployment
+
+__all__ = ["Bench", "Sizes", "median"]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    width: int = 500
+    length: int = 50
+    triggers: int = 20
+    runs: int = 100
+    run_tasks: int = 10
+    scale_fanouts: tuple[int, ...] = (100, 1_000, 10_000)
+    scale_runs: tuple[int, ...] = (1, 100, 1_000)
+    memory_width: int = 10_000
+    idle_dags: int = 10_000
+    idle_seconds: float = 20.0
+    warmup: int = 1
+    repeat: int = 1
+
+
+@dataclass
+class Bench:
+    """One setup's measuring session: what every scenario needs, and what they share."""
+
+    deployment: Deployment
+    sizes: Sizes
+    timeout: float
+    progress: SuiteProgress
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    fanouts: dict[tuple[TaskKind, int], tuple[RunSample, MemoryPeaks]] = field(default_factory=dict)
+    concurrent: dict[int, RunSample] = field(default_factory=dict)
+
+    @property
+    def setup(self) -> str:
+        return self.deployment.setup.name
+
+    def add(self, scenario: str, metric: str, value: float, unit: str, size: int | None) -> None:
+        self.figures.append(Figure(scenario, self.setup, metric, value, unit, size))
+
+    def add_throughput(self, scenario: str, samples: Sequence[RunSample], size: int) -> None:
+        self.add(scenario, "tasks_per_s", median(s.tasks_per_s for s in samples), "tasks/s", size)
+        self.add(
+            scenario, "cpu_ms_per_task", median(s.cpu_ms_per_task for s in samples), "ms", size
+        )
+
+    async def fanout(self, kind: TaskKind, width: int) -> tuple[RunSample, MemoryPeaks]:
+        """One measured run of the fan-out, with the memory peaks during it (run once)."""
+        if (kind, width) not in self.fanouts:
+            shape = dags.fanout(width, kind)
+            with self.progress.step(f"{self.setup}: fan-out of {width} ({kind})") as step:
+                async with watch_memory(self.deployment.pids) as peaks:
+                    sample = await measure_run(
+                        self.deployment, shape, timeout=self.timeout, step=step
+                    )
+            self.fanouts[kind, width] = sample, peaks
+        return self.fanouts[kind, width]
+
+    async def runs(self, count: int) -> RunSample:
+        """``count`` runs of the small DAG triggered together (run once)."""
+        if count not in self.concurrent:
+            shape = dags.small(self.sizes.run_tasks)
+            with self.progress.step(f"{self.setup}: {count} concurrent runs") as step:
+                self.concurrent[count] = await measure_runs(
+                    self.deployment, shape, count, timeout=self.timeout, step=step
+                )
+        return self.concurrent[count]
+
+    async def warm_up(self, shape: DagShape) -> None:
+        for _ in range(self.sizes.warmup):
+            with self.progress.step(f"{self.setup}: warm-up {shape.dag_id}"):
+                await measure_run(self.deployment, shape, timeout=self.timeout)
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(values)
