@@ -2,7 +2,7 @@
 processes from ``/proc`` over the same window, and the hand-off gaps of a chain.
 
 The CPU window opens just before the first trigger request and closes when the bench sees the
-last run finished (at most one poll, ``POLL_INTERVAL``, after its ``end_date``); it covers every
+last run finished (at most one poll, ``poll_interval``, after its ``end_date``); it covers every
 Weir process of the setup (``process_usage`` says what a process's CPU includes), the requests
 the bench makes meanwhile among them. Reading task instances for the gaps happens after the
 window has closed.
@@ -22,7 +22,7 @@ from bench.metrics import Gap, gaps, parse_time
 from bench.process_usage import tree_cpu_seconds
 from bench.progress import Step
 from bench.setups import Deployment
-from bench.weir_client import POLL_INTERVAL, BenchError
+from bench.weir_client import BenchError, poll_interval
 
 __all__ = [
     "CpuUsage",
@@ -79,10 +79,10 @@ class RunSample:
 
 @contextlib.asynccontextmanager
 async def _reporting(
-    deployment: Deployment, step: Step | None, count: AsyncIterator[int] | None, total: int
+    step: Step | None, count: AsyncIterator[int], total: int
 ) -> AsyncIterator[None]:
     """Report ``count``'s values to ``step`` every second while the block runs."""
-    if step is None or count is None:
+    if step is None:
         yield
         return
 
@@ -119,7 +119,7 @@ async def measure_run(
         triggered = datetime.now(UTC)
         run_id = await client.trigger(shape.dag_id)
         progress = _finished_tasks(deployment, shape.dag_id, run_id)
-        async with _reporting(deployment, step, progress, shape.task_count):
+        async with _reporting(step, progress, shape.task_count):
             run = await client.wait_for_run(
                 shape.dag_id, run_id, timeout, on_poll=lambda _: deployment.check_alive()
             )
@@ -132,11 +132,12 @@ async def measure_run(
 
 async def _finished_runs(deployment: Deployment, dag_id: str, total: int) -> AsyncIterator[int]:
     """The runs of ``dag_id`` not yet finished, counted down from ``total``."""
+    started = time.monotonic()
     while True:
         deployment.check_alive()
         unfinished = await deployment.client.count_runs(dag_id, ["queued", "running"])
         yield total - unfinished
-        await asyncio.sleep(POLL_INTERVAL)
+        await asyncio.sleep(poll_interval(time.monotonic() - started))
 
 
 async def measure_runs(
