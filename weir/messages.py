@@ -9,22 +9,28 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "MESSAGE_VERSION",
     "ClaimAccepted",
+    "ClaimItem",
     "ClaimRequest",
+    "ExecutionBatch",
+    "ExecutionBatchAnswer",
     "FinishAccepted",
+    "FinishItem",
     "FinishRequest",
     "HeartbeatAccepted",
     "HeartbeatBatch",
     "HeartbeatBatchAccepted",
     "HeartbeatBeat",
     "HeartbeatRequest",
+    "ItemAnswer",
     "LogAppend",
+    "LogItem",
     "ReleaseRequest",
     "TaskKind",
     "TaskMessage",
@@ -173,6 +179,57 @@ class ReleaseRequest(_Wire):
     """A worker shutting down hands back an attempt it claimed but never started."""
 
     attempt: int = Field(ge=1)
+
+
+class ClaimItem(ClaimRequest):
+    """A claim in a worker's batch (``POST /execution/v1/batch``), with its attempt's token."""
+
+    kind: Literal["claim"] = "claim"
+    task_instance_id: int
+    token: str
+
+
+class FinishItem(FinishRequest):
+    """A report in a worker's batch, with its attempt's token."""
+
+    kind: Literal["finish"] = "finish"
+    task_instance_id: int
+    token: str
+
+
+class LogItem(LogAppend):
+    """Log text in a worker's batch, with its attempt's token."""
+
+    kind: Literal["log"] = "log"
+    task_instance_id: int
+    token: str
+
+
+BatchItem = Annotated[ClaimItem | FinishItem | LogItem, Field(discriminator="kind")]
+
+MAX_BATCH_ITEMS = 1000
+
+
+class ExecutionBatch(_Wire):
+    """What a worker has ready at one moment (claims, reports, log text), in one request and
+    one transaction. Each item carries its own token and fence and is answered on its own."""
+
+    items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+class ItemAnswer(_Wire):
+    """The answer to one item: ``status`` 200 (done; ``claim`` or ``finish`` says more), or
+    what the one-item call would have answered: 401 (the token does not authorise the attempt),
+    404 (no such task instance), 409 (not the current attempt in the expected state)."""
+
+    status: int
+    detail: str | None = None
+    claim: ClaimAccepted | None = None
+    finish: FinishAccepted | None = None
+
+
+class ExecutionBatchAnswer(_Wire):
+    answers: list[ItemAnswer] = Field(description="One per item, in the order of the items.")
 
 
 class DagCallbackMessage(_Wire):

@@ -120,6 +120,7 @@ class AttemptHandler:
         with self._leases.hold(message, claim) as lease:
             outcome, log_tail = await self._run(message, claim, lease)
             if outcome is not None:
+                lease.reporting = True
                 await self._report(message, claim, outcome, log_tail)
 
     async def _parse(self, delivery: Delivery) -> TaskMessage | None:

@@ -7,8 +7,11 @@ Errors::
         ├── AttemptRefused     409/401/404: this attempt is not ours to run or report any more
         └── BodyTooLarge       413: the body is over the service's limit (a huge return value)
 
-Transient failures (connection errors, timeouts, 5xx, 429) are retried with jittered exponential
-backoff for a bounded time per call (``RetryBudget``), then raised as ``ExecutionApiError``. A
+Claims, reports and log text go through a ``Coalescer`` (``workers.batching``): what is ready
+together travels in one ``POST /execution/v1/batch``; each item is still answered on its own and
+raises as its one-item call would. Transient failures (connection errors, timeouts, 5xx, 429) are
+retried with jittered exponential backoff for a bounded time per call (``RetryBudget``), then
+raised as ``ExecutionApiError``. A
 retried call may have reached the service the first time: the fence turns such a duplicate into a
 409, so a worker treats ``AttemptRefused`` after a retry the same way as any other refusal.
 
@@ -38,17 +41,22 @@ from tenacity import (
 from weir.errors import WeirError
 from weir.messages import (
     ClaimAccepted,
+    ClaimItem,
     ClaimRequest,
     FinishAccepted,
+    FinishItem,
     FinishRequest,
     HeartbeatAccepted,
     HeartbeatBatch,
     HeartbeatBatchAccepted,
     HeartbeatRequest,
+    ItemAnswer,
     LogAppend,
+    LogItem,
     ReleaseRequest,
 )
 from weir.resources import Connection, ResourceKind, VariableValue
+from workers.batching import BatchError, BatchTooLarge, Coalescer, Item, TransientBatchError
 
 __all__ = ["AttemptRefused", "BodyTooLarge", "ExecutionApiError", "ExecutionClient", "RetryBudget"]
 
@@ -113,7 +121,10 @@ class ExecutionClient:
         http: httpx.AsyncClient | None = None,
         *,
         budget: RetryBudget | None = None,
+        coalesce: bool = True,
     ) -> None:
+        """``coalesce=False`` sends claims, reports and log text one call each (the one-item
+        endpoints, which the service keeps for workers of an older release)."""
         self._api_urls = [url.strip().rstrip("/") for url in api_url.split(",") if url.strip()]
         if not self._api_urls:
             raise ValueError("WEIR_API_URL is empty: give the URL of at least one `weir api`.")
@@ -121,9 +132,24 @@ class ExecutionClient:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=httpx.Timeout(10.0))
         self._budget = budget or RetryBudget()
+        self._coalescer: Coalescer | None = None
+        if coalesce:
+            self._coalescer = Coalescer(
+                self._post_batch,
+                first_wait=self._budget.first_wait,
+                max_wait=self._budget.max_wait,
+                describe=lambda: ", ".join(self._api_urls),
+            )
+
+    @property
+    def batches_sent(self) -> int:
+        """Batch requests sent so far (0 when not coalescing)."""
+        return self._coalescer.batches if self._coalescer is not None else 0
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
+        """Stop the batch sender; close the HTTP client if this object created it."""
+        if self._coalescer is not None:
+            await self._coalescer.aclose()
         if self._owns_http:
             await self._http.aclose()
 
@@ -134,8 +160,16 @@ class ExecutionClient:
         await self.aclose()
 
     async def claim(self, task_instance_id: int, token: str, body: ClaimRequest) -> ClaimAccepted:
-        response = await self._post(task_instance_id, "claim", token, body, self._budget.claim)
-        return _parse(ClaimAccepted, response)
+        if self._coalescer is None:
+            response = await self._post(task_instance_id, "claim", token, body, self._budget.claim)
+            return _parse(ClaimAccepted, response)
+        item = ClaimItem.model_construct(
+            task_instance_id=task_instance_id, token=token, **dict(body)
+        )
+        answer = await self._batched(item, self._budget.claim)
+        if answer.claim is None:
+            raise ExecutionApiError(f"the batch answered claim of {task_instance_id} without it")
+        return answer.claim
 
     async def heartbeat(
         self, task_instance_id: int, token: str, body: HeartbeatRequest
@@ -154,13 +188,63 @@ class ExecutionClient:
         return _parse(HeartbeatBatchAccepted, response)
 
     async def append_log(self, task_instance_id: int, token: str, body: LogAppend) -> None:
-        await self._post(task_instance_id, "logs", token, body, self._budget.logs)
+        if self._coalescer is None:
+            await self._post(task_instance_id, "logs", token, body, self._budget.logs)
+            return
+        item = LogItem.model_construct(task_instance_id=task_instance_id, token=token, **dict(body))
+        await self._batched(item, self._budget.logs)
 
     async def finish(
         self, task_instance_id: int, token: str, body: FinishRequest
     ) -> FinishAccepted:
-        response = await self._post(task_instance_id, "finish", token, body, self._budget.finish)
-        return _parse(FinishAccepted, response)
+        if self._coalescer is None:
+            response = await self._post(
+                task_instance_id, "finish", token, body, self._budget.finish
+            )
+            return _parse(FinishAccepted, response)
+        item = FinishItem.model_construct(
+            task_instance_id=task_instance_id, token=token, **dict(body)
+        )
+        answer = await self._batched(item, self._budget.finish)
+        if answer.finish is None:
+            raise ExecutionApiError(f"the batch answered finish of {task_instance_id} without it")
+        return answer.finish
+
+    async def _batched(self, item: Item, budget: float) -> ItemAnswer:
+        """One item through the coalescer, with the errors its one-item call would raise."""
+        assert self._coalescer is not None
+        what = f"{item.kind} of task instance {item.task_instance_id} (attempt {item.attempt})"
+        try:
+            answer = await self._coalescer.call(item, budget)
+        except TransientBatchError as exc:
+            raise ExecutionApiError(
+                f"{what} kept failing for {budget:g} s ({exc}); is the API at "
+                f"{', '.join(self._api_urls)} up, and is WEIR_API_URL right?"
+            ) from exc
+        except BatchTooLarge as exc:
+            raise BodyTooLarge(f"{what}: {exc}") from exc
+        except BatchError as exc:
+            raise ExecutionApiError(f"{what}: {exc}") from exc
+        if answer.status in _REFUSALS:
+            raise AttemptRefused(answer.status, answer.detail or "refused")
+        if answer.status != 200:
+            raise ExecutionApiError(f"{what} answered {answer.status}: {answer.detail}")
+        return answer
+
+    async def _post_batch(self, body: bytes) -> httpx.Response:
+        """One try of a batch at the replica in use; a connection failure moves to the next."""
+        current = self._current
+        request = self._http.build_request(
+            "POST",
+            self._api_urls[current] + "/execution/v1/batch",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            return await self._http.send(request)
+        except httpx.TransportError as exc:
+            self._fail_over(current)
+            raise TransientBatchError(repr(exc)) from exc
 
     async def release(self, task_instance_id: int, token: str, body: ReleaseRequest) -> None:
         await self._post(task_instance_id, "release", token, body, self._budget.release)

@@ -40,9 +40,14 @@ class Lease:
     interval: float
     running: asyncio.Task[Any] | None = None  # the attempt, once started
     is_fenced: bool = False
+    reporting: bool = False  # its report is on its way: a beat crossing it may be refused
 
     def fence(self) -> None:
-        """The service refused the attempt: stop it; it reports nothing."""
+        """The service refused the attempt: stop it; it reports nothing. A refusal that crossed
+        the attempt's own report on the wire (the report was recorded first) is no news."""
+        if self.reporting:
+            logger.debug("%s: heartbeat crossed the report", attempt_label(self.message))
+            return
         logger.warning(
             "%s: heartbeat refused (the attempt is no longer current); stopping it, it reports "
             "nothing",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Row, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskInstance
@@ -20,6 +20,7 @@ from weir.states import DagRunState, TaskState, check_transition
 __all__ = [
     "FINISHED_RUNS",
     "flag_runs_for_scheduling",
+    "set_attempt_states",
     "set_run_state",
     "set_task_state",
     "set_task_states",
@@ -86,6 +87,37 @@ async def set_task_states(
         .execution_options(synchronize_session=False)
     )
     moved = [(row.id, row.attempt) for row in await session.execute(statement)]
+    if moved:
+        mark_changed(session)
+    return moved
+
+
+async def set_attempt_states(
+    session: AsyncSession,
+    attempts: Sequence[tuple[int, int]],
+    *,
+    expected: TaskState,
+    target: TaskState,
+    **values: Any,
+) -> dict[int, Row[int, int, str]]:
+    """Batch form of ``set_task_state`` with the attempt fence: each ``(task instance id,
+    attempt)`` moves only if it is still that attempt in ``expected``. One statement for the lot
+    (a batch of workers' claims or reports); returns ``id -> (id, dag_run_id, task_id)`` of the
+    rows that moved, so the caller answers each item on its own and needs no second read."""
+    if not attempts:
+        return {}
+    check_transition(expected, target)
+    statement = (
+        update(TaskInstance)
+        .where(
+            tuple_(TaskInstance.id, TaskInstance.attempt).in_(attempts),
+            TaskInstance.state == expected,
+        )
+        .values(state=target, **values)
+        .returning(TaskInstance.id, TaskInstance.dag_run_id, TaskInstance.task_id)
+        .execution_options(synchronize_session=False)
+    )
+    moved = {row.id: row for row in await session.execute(statement)}
     if moved:
         mark_changed(session)
     return moved

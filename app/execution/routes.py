@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
@@ -13,13 +13,18 @@ from app.api.problems import PROBLEM_RESPONSES
 from app.api.v1.connections import ConnIdPath, get_connection_row, reveal_connection
 from app.api.v1.variables import KeyPath, get_variable_row, reveal_variable
 from app.execution import service as execution
-from app.scheduler.outcomes import load_task_instance, record_reschedule
+from app.execution.batch import Limits, run_batch
+from app.execution.claims import Claim, ClaimRefused, claim_attempts
+from app.execution.reports import Finish, LogText, ReportRefused, append_logs, finish_attempts
+from app.scheduler.outcomes import load_task_instance
 from app.scheduler.wakeup import wake_scheduler
 from app.state import ServiceState
-from weir.errors import Conflict
+from weir.errors import Conflict, NotFound
 from weir.messages import (
     ClaimAccepted,
     ClaimRequest,
+    ExecutionBatch,
+    ExecutionBatchAnswer,
     FinishAccepted,
     FinishRequest,
     HeartbeatAccepted,
@@ -58,20 +63,45 @@ def _authorise(service: Service, token: str, ti_id: int, attempt: int) -> None:
         raise HTTPException(401, "The token does not authorise this attempt.")
 
 
+@router.post("/batch", operation_id="execution-batch")
+async def batch(body: ExecutionBatch, service: Service, session: Session) -> ExecutionBatchAnswer:
+    """What a worker had ready together (claims, reports, log text), in one transaction; each
+    item carries its own token and is answered on its own, as its one-item call would be."""
+    outcome = await run_batch(
+        session,
+        body.items,
+        service.tokens,
+        service.versions,
+        service.clock.now(),
+        _limits(service),
+    )
+    if outcome.finished:
+        await wake_scheduler(session, full=not outcome.only_successes)
+    return ExecutionBatchAnswer(answers=outcome.answers)
+
+
+def _limits(service: ServiceState) -> Limits:
+    settings = service.settings
+    return Limits(settings.lease_seconds, settings.heartbeat_interval)
+
+
 @router.post("/task-instances/{ti_id}/claim", operation_id="execution-claim")
 async def claim(
     ti_id: int, body: ClaimRequest, token: Token, service: Service, session: Session
 ) -> ClaimAccepted:
     _authorise(service, token, ti_id, body.attempt)
-    return await execution.claim_attempt(
+    limits = _limits(service)
+    (answer,) = await claim_attempts(
         session,
-        ti_id,
-        body,
+        [Claim(ti_id, body.attempt, body.worker)],
         service.versions,
         service.clock.now(),
-        lease_seconds=service.settings.lease_seconds,
-        heartbeat_interval=service.settings.heartbeat_interval,
+        lease_seconds=limits.lease_seconds,
+        heartbeat_interval=limits.heartbeat_interval,
     )
+    if isinstance(answer, ClaimRefused):
+        raise (NotFound if answer.status == 404 else Conflict)(answer.detail)
+    return answer
 
 
 @router.post("/task-instances/{ti_id}/heartbeat", operation_id="execution-heartbeat")
@@ -110,7 +140,10 @@ async def logs(
     ti_id: int, body: LogAppend, token: Token, service: Service, session: Session
 ) -> Response:
     _authorise(service, token, ti_id, body.attempt)
-    await execution.append_log(session, ti_id, body, service.clock.now())
+    texts = [LogText(ti_id, body.attempt, body.data)]
+    (refused,) = await append_logs(session, texts, service.clock.now())
+    if refused is not None:
+        raise Conflict(refused.detail)
     return Response(status_code=204)
 
 
@@ -120,33 +153,11 @@ async def finish(
 ) -> FinishAccepted:
     _authorise(service, token, ti_id, body.attempt)
     now = service.clock.now()
-    if body.state == "reschedule":
-        state = await _reschedule(session, ti_id, body, service, now)
-    else:
-        state = await execution.finish_attempt(session, ti_id, body, service.versions, now)
-    await wake_scheduler(session)
+    (state,) = await finish_attempts(session, [Finish(ti_id, body)], service.versions, now)
+    if isinstance(state, ReportRefused):
+        raise Conflict(state.detail)
+    await wake_scheduler(session, full=state is not TaskState.SUCCESS)
     return FinishAccepted(state=state)
-
-
-async def _reschedule(
-    session: AsyncSession, ti_id: int, body: FinishRequest, service: ServiceState, now: datetime
-) -> TaskState:
-    """A sensor's "not yet": its log tail first (the log is written while the attempt is still
-    running), then ``record_reschedule``; 409 when the attempt is no longer current."""
-    if body.log:
-        await execution.append_log(
-            session, ti_id, LogAppend(attempt=body.attempt, data=body.log), now
-        )
-    ti = await load_task_instance(session, ti_id)
-    state = None
-    if ti is not None:
-        state = await record_reschedule(session, ti, body.attempt, now, service.versions)
-    if state is None:
-        raise Conflict(
-            f"Attempt {body.attempt} of task instance {ti_id} cannot be rescheduled: it is not "
-            "the current attempt in the running state."
-        )
-    return state
 
 
 @router.post("/task-instances/{ti_id}/release", status_code=204, operation_id="execution-release")
@@ -181,9 +192,13 @@ async def _authorise_running(
     "/task-instances/{ti_id}/connections/{conn_id}", operation_id="execution-connection-get"
 )
 async def read_connection(
-    ti_id: int, conn_id: ConnIdPath, attempt: AttemptQuery, token: Token, service: Service,
+    ti_id: int,
+    conn_id: ConnIdPath,
+    attempt: AttemptQuery,
+    token: Token,
+    service: Service,
     session: Session,
-) -> Connection:  # fmt: skip
+) -> Connection:
     """The connection in clear, for the running attempt's task; 404 if it does not exist."""
     await _authorise_running(service, session, token, ti_id, attempt)
     return reveal_connection(await get_connection_row(session, conn_id), service.secrets)
@@ -191,9 +206,13 @@ async def read_connection(
 
 @router.get("/task-instances/{ti_id}/variables/{key}", operation_id="execution-variable-get")
 async def read_variable(
-    ti_id: int, key: KeyPath, attempt: AttemptQuery, token: Token, service: Service,
+    ti_id: int,
+    key: KeyPath,
+    attempt: AttemptQuery,
+    token: Token,
+    service: Service,
     session: Session,
-) -> VariableValue:  # fmt: skip
+) -> VariableValue:
     """The variable's value in clear, for the running attempt's task; 404 if it does not exist."""
     await _authorise_running(service, session, token, ti_id, attempt)
     return reveal_variable(await get_variable_row(session, key), service.secrets)

@@ -16,10 +16,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DagRun, DagVersion, TaskAttempt, TaskInstance, XCom
+from app.db.models import DagRun, DagVersion, TaskAttempt, TaskInstance
 from app.db.transitions import flag_runs_for_scheduling, set_task_state
 from app.scheduler.versions import VersionCache
 from weir.retries import retry_delay_for
@@ -30,37 +30,10 @@ __all__ = [
     "record_failure",
     "record_lost",
     "record_reschedule",
-    "record_success",
 ]
 
 _CONTINUED = (TaskState.UP_FOR_RESCHEDULE, TaskState.UP_FOR_RETRY)
 """How an attempt ends when the task goes on: the sensor's clock keeps running across these."""
-
-
-async def record_success(
-    session: AsyncSession, ti: TaskInstance, attempt: int, result: Any, now: datetime
-) -> bool:
-    """``running -> success`` for ``attempt``; stores the return value. False if fenced off."""
-    moved = await set_task_state(
-        session,
-        ti.id,
-        expected=TaskState.RUNNING,
-        target=TaskState.SUCCESS,
-        attempt=attempt,
-        end_date=now,
-        lease_expires_at=None,
-    )
-    if not moved:
-        return False
-    await session.execute(delete(XCom).where(XCom.task_instance_id == ti.id))
-    await session.execute(
-        insert(XCom).values(
-            task_instance_id=ti.id, dag_run_id=ti.dag_run_id, task_id=ti.task_id, value=result
-        )
-    )
-    await _close_attempt(session, ti.id, attempt, TaskState.SUCCESS, now, None)
-    await flag_runs_for_scheduling(session, [ti.dag_run_id])
-    return True
 
 
 async def record_failure(

@@ -8,14 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from app.db.models import AuditEntry
-from app.execution.service import finish_attempt
+from app.execution.reports import Finish, ReportRefused, finish_attempts
 from app.scheduler.versions import VersionCache
 from tests.support.stack import Stack, wait_until
-from weir.errors import Conflict
 from weir.messages import FinishRequest
 
 FLAKY = """
@@ -237,9 +235,11 @@ async def test_marking_a_running_task_fences_off_its_worker(stack: Stack) -> Non
     assert marked.json()["task_instances"][0]["previous_state"] == "running"
     # The worker's late report for the attempt it was running is refused and changes nothing.
     async with stack.database.sessions.begin() as session:
-        with pytest.raises(Conflict):
-            report = FinishRequest(attempt=ti["attempt"], state="failed", error="late")
-            await finish_attempt(session, ti["id"], report, VersionCache(), datetime.now(UTC))
+        report = FinishRequest(attempt=ti["attempt"], state="failed", error="late")
+        (answer,) = await finish_attempts(
+            session, [Finish(ti["id"], report)], VersionCache(), datetime.now(UTC)
+        )
+        assert isinstance(answer, ReportRefused) and answer.status == 409
     assert await stack.wait_for_run("slow", run_id) == "success"
     wait = await _task(stack, "slow", run_id, "wait")
     assert wait["state"] == "success"

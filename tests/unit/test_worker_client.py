@@ -1,4 +1,5 @@
-"""ExecutionClient at the transport edge: what it sends, which answers it retries, how it fails.
+"""ExecutionClient at the transport edge: what it sends, which answers it retries, how it fails,
+on the one-item endpoints (``coalesce=False``; the batch path is ``test_worker_batching``).
 
 The service is stood in for by ``httpx.MockTransport`` (a transport-level fake, not a fake of our
 own components); the service's real behaviour is covered by the integration tests.
@@ -61,7 +62,7 @@ async def make_client() -> AsyncIterator[MakeClient]:
     def make(service: Service) -> ExecutionClient:
         http = httpx.AsyncClient(transport=httpx.MockTransport(service))
         clients.append(http)
-        return ExecutionClient("http://weir.test/", http, budget=FAST)
+        return ExecutionClient("http://weir.test/", http, budget=FAST, coalesce=False)
 
     yield make
     for http in clients:
@@ -157,7 +158,9 @@ async def test_failover_sends_each_try_to_the_replica_in_use() -> None:
         return httpx.Response(204)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
-        client = ExecutionClient("http://down.test,http://up.test/prefix", http, budget=FAST)
+        client = ExecutionClient(
+            "http://down.test,http://up.test/prefix", http, budget=FAST, coalesce=False
+        )
         await client.append_log(5, "tok", LogAppend(attempt=2, data="x\n"))
         await client.append_log(5, "tok", LogAppend(attempt=2, data="y\n"))
 
