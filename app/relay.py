@@ -59,7 +59,7 @@ class OutboxRelay:
             except Exception:
                 log.exception("outbox relay failed; retrying after the next wake-up")
                 sent = 0
-            if not sent:
+            if sent < self._batch_size:  # all taken: wait rather than look again at once
                 await self._outbox_ready.wait(self._sweep_interval)
 
     async def publish_once(self) -> int:

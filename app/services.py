@@ -18,7 +18,7 @@ from app.relay import OutboxRelay
 from app.retention import RetentionJob
 from app.scheduler.loop import Scheduler
 from app.scheduler.wakeup import CHANNEL as WAKEUP_CHANNEL
-from app.scheduler.wakeup import listen_for_wakeups
+from app.scheduler.wakeup import listen_for_wakeups, parse_wakeup
 from app.state import ServiceState
 from weir.broker import Broker
 
@@ -67,6 +67,12 @@ class ServiceLoops:
         if self.notifier is not None:
             self.notifier.ready.notify()
 
+    def _on_wakeup(self, payload: str) -> None:
+        """A NOTIFY from a replica: this one's own were acted on in-process already."""
+        own, full = parse_wakeup(payload)
+        if not own:
+            self._state.scheduler_wakeup.notify(full=full)
+
     async def run(self, stop: asyncio.Event) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.scheduler.run(stop), name="scheduler")
@@ -80,7 +86,7 @@ class ServiceLoops:
                     listen_for_wakeups(
                         self._state.settings.database_url,
                         {
-                            WAKEUP_CHANNEL: lambda _payload: self._state.scheduler_wakeup.notify(),
+                            WAKEUP_CHANNEL: self._on_wakeup,
                             CHANGES_CHANNEL: lambda topic: self._state.database.changes.publish(
                                 topic or STATE
                             ),

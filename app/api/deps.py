@@ -31,8 +31,9 @@ async def _session(service: Service) -> AsyncIterator[AsyncSession]:
     async with service.database.sessions() as session:
         async with session.begin():
             yield session
-        if session.info.pop(WAKE_SCHEDULER, False):
-            service.scheduler_wakeup.notify()
+        full = session.info.pop(WAKE_SCHEDULER, None)
+        if full is not None:
+            service.scheduler_wakeup.notify(full=full)
 
 
 # scope="function": the transaction commits when the route returns, before the response is sent.

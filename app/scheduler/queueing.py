@@ -167,15 +167,19 @@ async def _queue(session: AsyncSession, ids: list[int], now: datetime) -> list[Q
 async def _record_waits(
     session: AsyncSession, rows: dict[int, _Row], blocked: dict[int, Block]
 ) -> None:
-    """Store each waiting task's reason, writing only rows whose reason changed."""
+    """Store the reason of each task that starts waiting, or now waits for something else.
+
+    A task that keeps waiting for the same thing (a code names one subject: the task's own pool
+    or DAG) keeps the words written when it began, holders included: rewriting every waiting row
+    on every pass would make each finished task cost work in proportion to how many wait."""
     words: dict[Block, str] = {}
     changed: dict[tuple[str, str], list[int]] = defaultdict(list)
     for ti_id, block in blocked.items():
+        if rows[ti_id].wait_code == block.code:
+            continue
         if block not in words:
             words[block] = describe(block, await holders(session, block))
-        row = rows[ti_id]
-        if (row.wait_code, row.wait_reason) != (block.code, words[block]):
-            changed[(block.code, words[block])].append(ti_id)
+        changed[(block.code, words[block])].append(ti_id)
     for (code, reason), ids in changed.items():
         await session.execute(
             update(TaskInstance)

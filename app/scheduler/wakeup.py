@@ -1,13 +1,20 @@
 """Wake-ups (invariant 5): a finished task wakes the scheduler at once.
 
 In one process an ``asyncio.Event``; across replicas PostgreSQL ``LISTEN/NOTIFY``: writers call
-``announce`` inside their transaction, so the notification is delivered only if it commits.
+``wake_scheduler`` inside their transaction, so the notification is delivered only if it commits.
+
+A wake-up says how much changed. ``full`` (the default: a trigger, a clear, a pause, a failure with
+a retry) makes the next pass look at everything, its deadlines too; a hot one (only tasks that
+succeeded, the common case by far) needs only the steps that follow a success. The payload of the
+NOTIFY carries the replica that sent it, so a replica ignores its own: it was woken in-process
+already, and a second pass would find nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 
 from sqlalchemy import text
@@ -17,21 +24,41 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.engine import CONNECT_TIMEOUT
 from app.db.outage import DatabaseOutage
 
-__all__ = ["CHANNEL", "WAKE_SCHEDULER", "Wakeup", "listen_for_wakeups", "wake_scheduler"]
+__all__ = [
+    "CHANNEL",
+    "REPLICA",
+    "WAKE_SCHEDULER",
+    "Wakeup",
+    "listen_for_wakeups",
+    "parse_wakeup",
+    "wake_scheduler",
+]
 
 log = logging.getLogger(__name__)
 CHANNEL = "weir_wakeup"
 WAKE_SCHEDULER = "weir.wake_scheduler"
+"""``session.info`` key: whether (and how fully) to wake the scheduler after the commit."""
+REPLICA = secrets.token_hex(6)
+"""This process, as named in the NOTIFY payloads it sends."""
+_HOT = "hot"
 
 
 class Wakeup:
-    """A level-triggered wake-up: notifications that arrive while the waiter works are not lost."""
+    """A level-triggered wake-up: notifications that arrive while the waiter works are not lost,
+    and neither is whether any of them was ``full`` (``take_full``)."""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
+        self._full = True  # the first pass looks at everything
 
-    def notify(self) -> None:
+    def notify(self, *, full: bool = True) -> None:
+        self._full = self._full or full
         self._event.set()
+
+    def take_full(self) -> bool:
+        """Whether a full wake-up came since the last call."""
+        full, self._full = self._full, False
+        return full
 
     async def wait(self, timeout: float) -> bool:
         """Wait until notified or ``timeout`` seconds pass; returns whether it was notified."""
@@ -45,12 +72,26 @@ class Wakeup:
         return True
 
 
-async def wake_scheduler(session: AsyncSession) -> None:
+async def wake_scheduler(session: AsyncSession, *, full: bool = True) -> None:
     """Wake the schedulers when this transaction commits: other replicas through NOTIFY (sent by
-    PostgreSQL only on commit), this process through the session's owner (see ``api.deps``)."""
-    session.info[WAKE_SCHEDULER] = True
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    PostgreSQL only on commit), this process through the session's owner (see ``api.deps``).
+    ``full=False``: only tasks succeeded (see the module's docstring)."""
+    already = session.info.get(WAKE_SCHEDULER)
+    if already is None or (full and not already):
+        session.info[WAKE_SCHEDULER] = full
+        if session.get_bind().dialect.name == "postgresql":
+            payload = f"{REPLICA}:{'' if full else _HOT}"
+            await session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": CHANNEL, "payload": payload},
+            )
+
+
+def parse_wakeup(payload: str) -> tuple[bool, bool]:
+    """``(from this replica, full)`` of a NOTIFY payload; an empty one (sent after a reconnect,
+    or by an older release) is a full wake-up from elsewhere."""
+    replica, _, reason = payload.partition(":")
+    return replica == REPLICA, reason != _HOT
 
 
 async def listen_for_wakeups(
