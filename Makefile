@@ -48,6 +48,12 @@ openapi: $(STAMP) ## Regenerate docs/openapi.json from the app (CI runs it with 
 bench: $(STAMP) ## Speed, CPU/task, memory, idle CPU on both backends vs goals and the bound; bench/results/
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+# Installs Apache Airflow from the package registry into bench/.peers/airflow-venv on first use
+# (pinned by bench/peers/requirements-airflow.txt; a few minutes), reused afterwards.
+.PHONY: bench-peers
+bench-peers: $(STAMP) ## Airflow 3 and Weir on the same shapes and PostgreSQL, side by side; bench/results/
+	$(BIN)/python -m bench.peers
+
 .PHONY: bench-api-lists bench-dashboard
 bench-api-lists: $(STAMP) ## REST lists on 100,000 runs (PostgreSQL + RabbitMQ); writes bench/results/
 	$(BIN)/python -m bench api-lists

@@ -1,0 +1,205 @@
+"""``python -m bench.peers`` (``make bench-peers``): Apache Airflow 3 and Weir on the same shapes
+(fan-out, chain, trigger latency), on the same PostgreSQL server, one after the other in one
+invocation, printed side by side and written to ``bench/results/peers-<timestamp>.json``.
+
+Airflow is installed by pip from the package registry into ``bench/.peers/airflow-venv`` on first
+use (pinned by ``bench/peers/requirements-airflow.txt``) and runs from ``bench/.peers/airflow-home``
+with the LocalExecutor on a database of its own, created and dropped here. Weir is measured by its
+own bench (``python -m bench``) as a subprocess. Exits non-zero when either side was not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from bench.figures import Figure
+from bench.peers.airflow_config import DAGS_FOLDER, AirflowLayout, tuned_settings
+from bench.peers.airflow_run import airflow_url, running_airflow
+from bench.peers.airflow_shapes import Measured, measure_chain, measure_fanout, measure_trigger
+from bench.peers.compare import PREFERRED_SETUP, compare
+from bench.peers.install import ensure_airflow
+from bench.peers.report import RESULTS, environment, print_table, write_json
+from bench.peers.weir_side import read_weir_result, run_weir_bench, weir_bench_command
+from tests.support.services import postgres_dsn
+from tests.support.stack import free_port
+
+console = Console(width=None if sys.stdout.isatty() else 132)
+
+PEERS = Path(__file__).resolve().parents[1] / ".peers"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__)
+    parser.add_argument("--side", choices=["both", "airflow", "weir"], default="both")
+    parser.add_argument("--width", type=int, default=200, help="no-op tasks in the fan-out")
+    parser.add_argument("--length", type=int, default=50, help="no-op tasks in the chain")
+    parser.add_argument(
+        "--fanout-runs", type=int, default=2, help="Airflow's measured fan-outs (after 1 warm-up)"
+    )
+    parser.add_argument(
+        "--chain-runs", type=int, default=1, help="Airflow's measured chains (after 1 warm-up)"
+    )
+    parser.add_argument("--triggers", type=int, default=10, help="Airflow's sequential triggers")
+    parser.add_argument(
+        "--parallelism", type=int, default=16, help="Airflow's LocalExecutor processes"
+    )
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per Airflow run")
+    parser.add_argument(
+        "--weir-timeout", type=float, default=900.0, help="seconds for Weir's whole bench"
+    )
+    return parser.parse_args(argv)
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _layout(args: argparse.Namespace) -> AirflowLayout:
+    return AirflowLayout(
+        venv=PEERS / "airflow-venv",
+        home=PEERS / "airflow-home",
+        dags_folder=DAGS_FOLDER,
+        database_url=airflow_url(postgres_dsn()),
+        port=free_port(),
+        log_ports=(free_port(), free_port()),
+        width=args.width,
+        length=args.length,
+        parallelism=args.parallelism,
+        secret=secrets.token_urlsafe(64),
+    )
+
+
+async def bench_airflow(layout: AirflowLayout, args: argparse.Namespace) -> dict[str, Measured]:
+    """Start Airflow, measure the three shapes, stop it; the figures and raw numbers by shape."""
+    with _progress() as progress:
+        starting = progress.add_task("Airflow: migrate, start 4 components, parse DAGs", total=1)
+        async with running_airflow(layout, postgres_dsn()) as airflow:
+            progress.update(starting, completed=1)
+            shapes: dict[str, Measured] = {}
+            for name, runs in (("fanout", args.fanout_runs), ("chain", args.chain_runs)):
+                task = progress.add_task(f"Airflow {name}: warm-up + {runs} runs", total=runs + 1)
+                measure = measure_fanout if name == "fanout" else measure_chain
+                shapes[name] = await measure(
+                    airflow,
+                    repeat=runs,
+                    timeout=args.timeout,
+                    advance=lambda t=task: progress.advance(t),
+                )
+            task = progress.add_task(
+                f"Airflow trigger: warm-up + {args.triggers}", total=args.triggers + 1
+            )
+            shapes["trigger"] = await measure_trigger(
+                airflow,
+                triggers=args.triggers,
+                timeout=args.timeout,
+                advance=lambda: progress.advance(task),
+            )
+        return shapes
+
+
+def bench_weir(args: argparse.Namespace, command: Sequence[str], output: Path) -> list[Figure]:
+    """Weir's own bench on the same sizes, its last output line as progress; its figures."""
+    log = output.with_suffix(".log")
+    with _progress() as progress:
+        task = progress.add_task("Weir's bench", total=None)
+
+        def show(line: str) -> None:
+            progress.update(task, description=f"Weir's bench: [dim]{line[:80]}[/]")
+
+        code = asyncio.run(run_weir_bench(command, log, timeout=args.weir_timeout, on_line=show))
+    return read_weir_result(output, code, log)
+
+
+def _caption(args: argparse.Namespace, version: str | None) -> str:
+    return (
+        f"Airflow {version or '—'}: LocalExecutor, PostgreSQL, scheduler_idle_sleep_time 0.05 s, "
+        f"parallelism {args.parallelism}; fan-out of {args.width} (+ start and end) and chain of "
+        f"{args.length} no-op PythonOperators after 1 warm-up each: fan-out the median of "
+        f"{args.fanout_runs} runs, chain hops pooled over {args.chain_runs}; "
+        f"trigger: p50 of {args.triggers} sequential triggers of a 1-task DAG, request sent -> "
+        "task start_date. hop = task start - upstream end. CPU = utime + "
+        "stime of Airflow's process trees (api-server, scheduler with its LocalExecutor workers "
+        "and task processes, dag-processor, triggerer) over the measured runs, per task; "
+        f"PostgreSQL's own CPU is not counted. Weir: `python -m bench`, setup {PREFERRED_SETUP}. "
+        "Settings and reasons in the JSON."
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started, clock = datetime.now(UTC), time.monotonic()
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    errors: list[str] = []
+    document: dict[str, Any] = {"started_at": started, "environment": environment()}
+    airflow_figures: list[Figure] = []
+    weir_figures: list[Figure] = []
+    version: str | None = None
+    if args.side in ("both", "airflow"):
+        layout = _layout(args)
+        try:
+            version = ensure_airflow(layout.venv, console)
+            shapes = asyncio.run(bench_airflow(layout, args))
+        except Exception as error:  # one side failing still shows the other
+            console.print(f"[red]Airflow not measured: {error}[/]")
+            errors.append(f"airflow: {error!r}")
+        else:
+            airflow_figures = [f for measured in shapes.values() for f in measured.figures]
+            document["airflow"] = {
+                "version": version,
+                "settings": [vars(s) for s in tuned_settings(args.width, args.parallelism)],
+                "figures": [f.as_dict() for f in airflow_figures],
+                "raw": {name: measured.raw for name, measured in shapes.items()},
+            }
+    if args.side in ("both", "weir"):
+        RESULTS.mkdir(exist_ok=True)
+        output = RESULTS / f"peers-{stamp}-weir.json"
+        command = weir_bench_command(output, width=args.width, length=args.length)
+        document["weir"] = {"command": command, "result": output}
+        try:
+            weir_figures = bench_weir(args, command, output)
+        except Exception as error:
+            console.print(f"[red]Weir not measured: {error}[/]")
+            errors.append(f"weir: {error!r}")
+        document["weir"]["figures"] = [f.as_dict() for f in weir_figures]
+    rows = compare(airflow_figures, weir_figures)
+    print_table(
+        console,
+        rows,
+        airflow_label=f"Airflow {version or ''}".strip(),
+        weir_label="Weir",
+        caption=_caption(args, version),
+    )
+    document.update(config=vars(args), errors=errors, duration_s=time.monotonic() - clock)
+    path = RESULTS / f"peers-{stamp}.json"
+    write_json(path, document, rows)
+    console.print(f"results: {path}\nthe whole comparison took {time.monotonic() - clock:.0f} s")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
