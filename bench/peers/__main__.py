@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--parallelism", type=int, default=16, help="Airflow's LocalExecutor processes"
     )
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per Airflow run")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per Airflow run")
     parser.add_argument(
         "--weir-timeout", type=float, default=900.0, help="seconds for Weir's whole bench"
     )
@@ -95,31 +95,43 @@ def _layout(args: argparse.Namespace) -> AirflowLayout:
 
 
 async def bench_airflow(layout: AirflowLayout, args: argparse.Namespace) -> dict[str, Measured]:
-    """Start Airflow, measure the three shapes, stop it; the figures and raw numbers by shape."""
+    """Start Airflow, measure the three shapes, stop it; the figures and raw numbers by shape
+    (each shape's raw numbers include the seconds it took, warm-up included)."""
     with _progress() as progress:
         starting = progress.add_task("Airflow: migrate, start 4 components, parse DAGs", total=1)
+        clock = time.monotonic()
         async with running_airflow(layout, postgres_dsn()) as airflow:
             progress.update(starting, completed=1)
+            _report(progress.console, "started", clock, [])
             shapes: dict[str, Measured] = {}
-            for name, runs in (("fanout", args.fanout_runs), ("chain", args.chain_runs)):
-                task = progress.add_task(f"Airflow {name}: warm-up + {runs} runs", total=runs + 1)
-                measure = measure_fanout if name == "fanout" else measure_chain
-                shapes[name] = await measure(
+            for name, runs in (
+                ("fanout", args.fanout_runs),
+                ("chain", args.chain_runs),
+                ("trigger", args.triggers),
+            ):
+                task = progress.add_task(f"Airflow {name}: warm-up + {runs}", total=runs + 1)
+                clock = time.monotonic()
+                shapes[name] = await _MEASURES[name](
                     airflow,
-                    repeat=runs,
+                    runs,
                     timeout=args.timeout,
                     advance=lambda t=task: progress.advance(t),
                 )
-            task = progress.add_task(
-                f"Airflow trigger: warm-up + {args.triggers}", total=args.triggers + 1
-            )
-            shapes["trigger"] = await measure_trigger(
-                airflow,
-                triggers=args.triggers,
-                timeout=args.timeout,
-                advance=lambda: progress.advance(task),
-            )
+                shapes[name].raw["seconds"] = _report(
+                    progress.console, name, clock, shapes[name].figures
+                )
         return shapes
+
+
+_MEASURES = {"fanout": measure_fanout, "chain": measure_chain, "trigger": measure_trigger}
+
+
+def _report(console: Console, what: str, clock: float, figures: Sequence[Figure]) -> float:
+    """One line per phase, as Weir's bench prints them, so a log shows progress too."""
+    seconds = time.monotonic() - clock
+    shown = ", ".join(f"{f.metric} {f.value:,.1f} {f.unit}" for f in figures)
+    console.print(f"airflow   {what:<12} ({seconds:5.1f} s) {shown}")
+    return seconds
 
 
 def bench_weir(args: argparse.Namespace, command: Sequence[str], output: Path) -> list[Figure]:

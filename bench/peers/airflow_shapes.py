@@ -108,7 +108,7 @@ async def _measured_runs(
 
 
 async def measure_fanout(
-    airflow: RunningAirflow, *, repeat: int, timeout: float, advance: Advance
+    airflow: RunningAirflow, repeat: int, *, timeout: float, advance: Advance
 ) -> Measured:
     width = airflow.layout.width
     runs, cpu = await _measured_runs(airflow, "peers_fanout", repeat, timeout, advance)
@@ -121,7 +121,7 @@ async def measure_fanout(
 
 
 async def measure_chain(
-    airflow: RunningAirflow, *, repeat: int, timeout: float, advance: Advance
+    airflow: RunningAirflow, repeat: int, *, timeout: float, advance: Advance
 ) -> Measured:
     length = airflow.layout.length
     runs, cpu = await _measured_runs(airflow, "peers_chain", repeat, timeout, advance)
@@ -134,7 +134,7 @@ async def measure_chain(
 
 
 async def measure_trigger(
-    airflow: RunningAirflow, *, triggers: int, timeout: float, advance: Advance
+    airflow: RunningAirflow, triggers: int, *, timeout: float, advance: Advance
 ) -> Measured:
     """Sequential triggers of the one-task DAG: request sent → its task's ``start_date``."""
     await run_once(airflow, "peers_trigger", timeout)
