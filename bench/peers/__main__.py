@@ -16,6 +16,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -162,51 +163,74 @@ def _caption(args: argparse.Namespace, version: str | None) -> str:
     )
 
 
+@dataclass
+class Side:
+    """One orchestrator's part of the comparison: its figures, what the JSON keeps of it, and
+    why it was not measured (if it was not)."""
+
+    label: str
+    figures: list[Figure] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def fail(self, error: BaseException) -> None:
+        """One side failing still shows the other."""
+        console.print(f"[red]{self.label} not measured: {error}[/]")
+        self.error = repr(error)
+
+
+def airflow_side(args: argparse.Namespace) -> Side:
+    layout = _layout(args)
+    side = Side("Airflow")
+    try:
+        version = ensure_airflow(layout.venv, console)
+        side.label = f"Airflow {version}"
+        shapes = asyncio.run(bench_airflow(layout, args))
+    except Exception as error:
+        side.fail(error)
+        return side
+    side.figures = [f for measured in shapes.values() for f in measured.figures]
+    side.record = {
+        "version": version,
+        "settings": [vars(s) for s in tuned_settings(args.width, args.parallelism)],
+        "figures": [f.as_dict() for f in side.figures],
+        "raw": {name: measured.raw for name, measured in shapes.items()},
+    }
+    return side
+
+
+def weir_side(args: argparse.Namespace, stamp: str) -> Side:
+    RESULTS.mkdir(exist_ok=True)
+    output = RESULTS / f"peers-{stamp}-weir.json"
+    command = weir_bench_command(output, width=args.width, length=args.length)
+    side = Side("Weir", record={"command": command, "result": output})
+    try:
+        side.figures = bench_weir(args, command, output)
+    except Exception as error:
+        side.fail(error)
+    side.record["figures"] = [f.as_dict() for f in side.figures]
+    return side
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started, clock = datetime.now(UTC), time.monotonic()
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    errors: list[str] = []
-    document: dict[str, Any] = {"started_at": started, "environment": environment()}
-    airflow_figures: list[Figure] = []
-    weir_figures: list[Figure] = []
-    version: str | None = None
-    if args.side in ("both", "airflow"):
-        layout = _layout(args)
-        try:
-            version = ensure_airflow(layout.venv, console)
-            shapes = asyncio.run(bench_airflow(layout, args))
-        except Exception as error:  # one side failing still shows the other
-            console.print(f"[red]Airflow not measured: {error}[/]")
-            errors.append(f"airflow: {error!r}")
-        else:
-            airflow_figures = [f for measured in shapes.values() for f in measured.figures]
-            document["airflow"] = {
-                "version": version,
-                "settings": [vars(s) for s in tuned_settings(args.width, args.parallelism)],
-                "figures": [f.as_dict() for f in airflow_figures],
-                "raw": {name: measured.raw for name, measured in shapes.items()},
-            }
-    if args.side in ("both", "weir"):
-        RESULTS.mkdir(exist_ok=True)
-        output = RESULTS / f"peers-{stamp}-weir.json"
-        command = weir_bench_command(output, width=args.width, length=args.length)
-        document["weir"] = {"command": command, "result": output}
-        try:
-            weir_figures = bench_weir(args, command, output)
-        except Exception as error:
-            console.print(f"[red]Weir not measured: {error}[/]")
-            errors.append(f"weir: {error!r}")
-        document["weir"]["figures"] = [f.as_dict() for f in weir_figures]
-    rows = compare(airflow_figures, weir_figures)
-    print_table(
-        console,
-        rows,
-        airflow_label=f"Airflow {version or ''}".strip(),
-        weir_label="Weir",
-        caption=_caption(args, version),
-    )
-    document.update(config=vars(args), errors=errors, duration_s=time.monotonic() - clock)
+    airflow = airflow_side(args) if args.side in ("both", "airflow") else Side("Airflow")
+    weir = weir_side(args, stamp) if args.side in ("both", "weir") else Side("Weir")
+    rows = compare(airflow.figures, weir.figures)
+    caption = _caption(args, airflow.record.get("version"))
+    print_table(console, rows, airflow_label=airflow.label, weir_label=weir.label, caption=caption)
+    errors = [f"{side.label}: {side.error}" for side in (airflow, weir) if side.error]
+    document: dict[str, Any] = {
+        "started_at": started,
+        "environment": environment(),
+        "config": vars(args),
+        "airflow": airflow.record,
+        "weir": weir.record,
+        "errors": errors,
+        "duration_s": time.monotonic() - clock,
+    }
     path = RESULTS / f"peers-{stamp}.json"
     write_json(path, document, rows)
     console.print(f"results: {path}\nthe whole comparison took {time.monotonic() - clock:.0f} s")

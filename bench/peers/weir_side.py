@@ -5,7 +5,10 @@ tables always agree."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,6 +19,7 @@ from bench.peers.compare import weir_figures
 __all__ = ["WeirBenchError", "read_weir_result", "run_weir_bench", "weir_bench_command"]
 
 ROOT = Path(__file__).resolve().parents[2]
+_STOP_TIMEOUT = 60.0
 
 
 class WeirBenchError(RuntimeError):
@@ -47,7 +51,11 @@ async def run_weir_bench(
     with log.open("w") as out:
         out.write(f"$ {' '.join(command)}\n")
         process = await asyncio.create_subprocess_exec(
-            *command, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *command,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
         assert process.stdout is not None
         try:
@@ -59,11 +67,21 @@ async def run_weir_bench(
                         on_line(line.strip())
                 return await process.wait()
         except TimeoutError:
-            process.kill()
-            await process.wait()
+            await _interrupt(process)
             raise WeirBenchError(
                 f"Weir's bench did not finish within {timeout:.0f} s; see {log}"
             ) from None
+
+
+async def _interrupt(process: asyncio.subprocess.Process) -> None:
+    """Ctrl-C, so the bench stops its Weir and drops its database; then whatever is left of its
+    process group (its own session: only what it started) is killed."""
+    process.send_signal(signal.SIGINT)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
 
 
 def read_weir_result(output: Path, code: int, log: Path) -> list[Figure]:
