@@ -37,7 +37,7 @@ async def idle(bench: Bench) -> None:
         await _wait_loaded(bench, before + count, step.update)
         bench.add("idle", "load_s", time.monotonic() - started, "s", count)
     with bench.progress.step(f"{bench.setup}: idle {bench.sizes.idle_seconds:g} s"):
-        await asyncio.sleep(_SETTLE_S)
+        await asyncio.sleep(min(_SETTLE_S, bench.sizes.idle_seconds))
         percent = await idle_cpu(bench.deployment, bench.sizes.idle_seconds)
     if await client.count_runs("bench_idle_00000", ["queued", "running", "success", "failed"]):
         raise BenchError("an idle DAG ran: the idle figure measured work, not idleness")

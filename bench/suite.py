@@ -122,10 +122,11 @@ async def _bench_setup(
 
 
 async def _prepare(deployment: Deployment, shapes: list[DagShape], config: SuiteConfig) -> None:
-    """Wait until every DAG is loaded, then one run end to end: the worker is subscribed, its
-    process pool started, every connection pool open."""
+    """Wait until every DAG is loaded, then (unless ``--warmup 0``) one run end to end: the worker
+    is subscribed, its process pool started, every connection pool open."""
     await deployment.client.wait_for_dags([s.dag_id for s in shapes], timeout=_LOAD_TIMEOUT)
-    await measure_run(deployment, shapes[0], timeout=config.timeout)
+    if config.sizes.warmup > 0:
+        await measure_run(deployment, shapes[0], timeout=config.timeout)
 
 
 async def _run_scenarios(
