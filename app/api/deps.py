@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.scheduler.wakeup import WAKE_SCHEDULER
+from app.scheduler.wakeup import WAKE_RELAY, WAKE_SCHEDULER
 from app.state import ServiceState
 
 __all__ = ["Service", "Session", "get_service"]
@@ -34,6 +34,8 @@ async def _session(service: Service) -> AsyncIterator[AsyncSession]:
         full = session.info.pop(WAKE_SCHEDULER, None)
         if full is not None:
             service.scheduler_wakeup.notify(full=full)
+        if session.info.pop(WAKE_RELAY, False):
+            service.outbox_ready.notify()
 
 
 # scope="function": the transaction commits when the route returns, before the response is sent.

@@ -5,6 +5,14 @@ own, exactly as the one-item calls would answer it.
 Log text goes first (a task's last lines and its report may share a batch), then reports, then
 claims. An unexpected error rolls the whole batch back and answers 500: the worker sends it again,
 and the fences make the repeat harmless.
+
+What successes make possible is done in the same transaction, as the scheduler would do it next:
+the runs they flagged are advanced (their next tasks scheduled and queued, with their outbox rows)
+and the slots they freed are taken by waiting tasks. The relay is woken after the commit; the
+scheduler only when something is its own business (a run ends, a task failed or must poke again),
+so a chain's next task is queued one transaction, not one scheduler wake-up, after the report.
+Runs are taken with ``SKIP LOCKED`` and capacity under its advisory locks, exactly as the
+scheduler does, so replicas and the scheduler still never advance a run twice (invariant 4).
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.execution.claims import Claim, ClaimRefused, claim_attempts
 from app.execution.reports import Finish, LogText, ReportRefused, append_logs, finish_attempts
 from app.execution.tokens import AttemptTokens
+from app.scheduler.progress import advance_runs
+from app.scheduler.queueing import queue_scheduled
 from app.scheduler.versions import VersionCache
 from weir.messages import (
     ClaimItem,
@@ -37,8 +47,8 @@ _DONE = ItemAnswer(status=200)
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     answers: list[ItemAnswer]
-    finished: bool  # a report changed a task's state: the scheduler has something to do
-    only_successes: bool  # ...and each of them was a success (a hot wake-up is enough)
+    wake_scheduler: bool | None  # None: no need; else whether the wake-up is full
+    queued: bool  # outbox rows were written: wake the relay
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +80,17 @@ async def run_batch(
     for (i, _), log_refused in zip(logs, await append_logs(session, texts, now), strict=True):
         answers[i] = _DONE if log_refused is None else _refused(log_refused)
 
-    reports = [Finish(item.task_instance_id, item) for _, item in finishes]
-    finished, only_successes = False, True
-    for (i, _), state in zip(
-        finishes, await finish_attempts(session, reports, versions, now), strict=True
-    ):
+    reports = await finish_attempts(
+        session, [Finish(item.task_instance_id, item) for _, item in finishes], versions, now
+    )
+    failed_or_waiting = False
+    for (i, _), state in zip(finishes, reports.answers, strict=True):
         if isinstance(state, ReportRefused):
             answers[i] = _refused(state)
         else:
-            finished, only_successes = True, only_successes and state is TaskState.SUCCESS
+            failed_or_waiting = failed_or_waiting or state is not TaskState.SUCCESS
             answers[i] = ItemAnswer(status=200, finish=FinishAccepted(state=state))
+    ending, queued = await _follow_successes(session, reports.succeeded_in, tokens, versions, now)
 
     wanted = [Claim(item.task_instance_id, item.attempt, item.worker) for _, item in claims]
     claimed = await claim_attempts(
@@ -95,7 +106,24 @@ async def run_batch(
             answers[i] = ItemAnswer(status=claim.status, detail=claim.detail)
         else:
             answers[i] = ItemAnswer(status=200, claim=claim)
-    return BatchOutcome([a for a in answers if a is not None], finished, only_successes)
+    wake = True if failed_or_waiting else (False if ending else None)
+    return BatchOutcome([a for a in answers if a is not None], wake, queued)
+
+
+async def _follow_successes(
+    session: AsyncSession,
+    runs: set[int],
+    tokens: AttemptTokens,
+    versions: VersionCache,
+    now: datetime,
+) -> tuple[bool, bool]:
+    """Advance the runs successes flagged and fill the slots they freed; returns (a run is left
+    for the scheduler to end, something may have been queued)."""
+    if not runs:
+        return False, False
+    advanced = await advance_runs(session, versions, tokens, now, run_ids=runs, end_runs=False)
+    queued = await queue_scheduled(session, tokens, now)
+    return advanced.ending > 0, advanced.advanced > 0 or queued > 0
 
 
 def _refused(refused: ReportRefused) -> ItemAnswer:

@@ -11,7 +11,7 @@ needs no savepoints.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ from app.scheduler.versions import VersionCache
 from weir.messages import FinishRequest
 from weir.states import TaskState
 
-__all__ = ["Finish", "LogText", "ReportRefused", "append_logs", "finish_attempts"]
+__all__ = ["Finish", "LogText", "ReportRefused", "Reports", "append_logs", "finish_attempts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +48,20 @@ class ReportRefused:
     detail: str
 
 
+@dataclass
+class Reports:
+    answers: list[TaskState | ReportRefused]  # in the order of the finishes
+    succeeded_in: set[int] = field(default_factory=set)  # runs flagged by a success
+
+
 async def finish_attempts(
     session: AsyncSession, finishes: Sequence[Finish], versions: VersionCache, now: datetime
-) -> list[TaskState | ReportRefused]:
+) -> Reports:
     """Record how each attempt ended; answers (the task's new state, or 409) in order."""
     answers: dict[int, TaskState | ReportRefused] = {}
     successes = [(i, f) for i, f in enumerate(finishes) if f.report.state == "success"]
-    for i, state in (await _succeed(session, [f for _, f in successes], now)).items():
+    runs: set[int] = set()
+    for i, state in (await _succeed(session, [f for _, f in successes], now, runs)).items():
         answers[successes[i][0]] = state
     others = [(i, f) for i, f in enumerate(finishes) if f.report.state != "success"]
     if others:
@@ -63,11 +70,11 @@ async def finish_attempts(
             answers[i] = await _finish_one(
                 session, rows.get(finish.task_instance_id), finish, versions, now
             )
-    return [answers[i] for i in range(len(finishes))]
+    return Reports([answers[i] for i in range(len(finishes))], runs)
 
 
 async def _succeed(
-    session: AsyncSession, finishes: Sequence[Finish], now: datetime
+    session: AsyncSession, finishes: Sequence[Finish], now: datetime, runs: set[int]
 ) -> dict[int, TaskState | ReportRefused]:
     """``running -> success`` for every attempt still current, with its result and log."""
     if not finishes:
@@ -84,6 +91,7 @@ async def _succeed(
     won = [f for f in _first_per_attempt(finishes) if f.task_instance_id in moved]
     if won:
         await _store_success(session, won, moved, now)
+        runs.update(moved[f.task_instance_id].dag_run_id for f in won)
     return {
         i: TaskState.SUCCESS
         if f.task_instance_id in moved

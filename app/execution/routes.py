@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated
 
@@ -14,24 +15,26 @@ from app.api.v1.connections import ConnIdPath, get_connection_row, reveal_connec
 from app.api.v1.variables import KeyPath, get_variable_row, reveal_variable
 from app.execution import service as execution
 from app.execution.batch import Limits, run_batch
-from app.execution.claims import Claim, ClaimRefused, claim_attempts
-from app.execution.reports import Finish, LogText, ReportRefused, append_logs, finish_attempts
 from app.scheduler.outcomes import load_task_instance
-from app.scheduler.wakeup import wake_scheduler
+from app.scheduler.wakeup import wake_relay, wake_scheduler
 from app.state import ServiceState
 from weir.errors import Conflict, NotFound
 from weir.messages import (
     ClaimAccepted,
+    ClaimItem,
     ClaimRequest,
     ExecutionBatch,
     ExecutionBatchAnswer,
     FinishAccepted,
+    FinishItem,
     FinishRequest,
     HeartbeatAccepted,
     HeartbeatBatch,
     HeartbeatBatchAccepted,
     HeartbeatRequest,
+    ItemAnswer,
     LogAppend,
+    LogItem,
     ReleaseRequest,
 )
 from weir.resources import Connection, VariableValue
@@ -67,41 +70,51 @@ def _authorise(service: Service, token: str, ti_id: int, attempt: int) -> None:
 async def batch(body: ExecutionBatch, service: Service, session: Session) -> ExecutionBatchAnswer:
     """What a worker had ready together (claims, reports, log text), in one transaction; each
     item carries its own token and is answered on its own, as its one-item call would be."""
+    return ExecutionBatchAnswer(answers=await _run(session, service, body.items))
+
+
+async def _run(
+    session: AsyncSession, service: ServiceState, items: Sequence[ClaimItem | FinishItem | LogItem]
+) -> list[ItemAnswer]:
+    """The one way claims, reports and log text are recorded (batched or not)."""
+    settings = service.settings
     outcome = await run_batch(
         session,
-        body.items,
+        items,
         service.tokens,
         service.versions,
         service.clock.now(),
-        _limits(service),
+        Limits(settings.lease_seconds, settings.heartbeat_interval),
     )
-    if outcome.finished:
-        await wake_scheduler(session, full=not outcome.only_successes)
-    return ExecutionBatchAnswer(answers=outcome.answers)
+    if outcome.wake_scheduler is not None:
+        await wake_scheduler(session, full=outcome.wake_scheduler)
+    if outcome.queued:
+        wake_relay(session)
+    return outcome.answers
 
 
-def _limits(service: ServiceState) -> Limits:
-    settings = service.settings
-    return Limits(settings.lease_seconds, settings.heartbeat_interval)
+async def _one(
+    session: AsyncSession, service: ServiceState, item: ClaimItem | FinishItem | LogItem
+) -> ItemAnswer:
+    """A one-item call (the token came in its header): its answer, or the error it maps to."""
+    (answer,) = await _run(session, service, [item])
+    if answer.status == 401:
+        raise HTTPException(401, answer.detail)
+    if answer.status == 404:
+        raise NotFound(answer.detail or "")
+    if answer.status == 409:
+        raise Conflict(answer.detail or "")
+    return answer
 
 
 @router.post("/task-instances/{ti_id}/claim", operation_id="execution-claim")
 async def claim(
     ti_id: int, body: ClaimRequest, token: Token, service: Service, session: Session
 ) -> ClaimAccepted:
-    _authorise(service, token, ti_id, body.attempt)
-    limits = _limits(service)
-    (answer,) = await claim_attempts(
-        session,
-        [Claim(ti_id, body.attempt, body.worker)],
-        service.versions,
-        service.clock.now(),
-        lease_seconds=limits.lease_seconds,
-        heartbeat_interval=limits.heartbeat_interval,
-    )
-    if isinstance(answer, ClaimRefused):
-        raise (NotFound if answer.status == 404 else Conflict)(answer.detail)
-    return answer
+    item = ClaimItem(task_instance_id=ti_id, token=token, **dict(body))
+    answer = await _one(session, service, item)
+    assert answer.claim is not None
+    return answer.claim
 
 
 @router.post("/task-instances/{ti_id}/heartbeat", operation_id="execution-heartbeat")
@@ -139,11 +152,7 @@ async def heartbeats(
 async def logs(
     ti_id: int, body: LogAppend, token: Token, service: Service, session: Session
 ) -> Response:
-    _authorise(service, token, ti_id, body.attempt)
-    texts = [LogText(ti_id, body.attempt, body.data)]
-    (refused,) = await append_logs(session, texts, service.clock.now())
-    if refused is not None:
-        raise Conflict(refused.detail)
+    await _one(session, service, LogItem(task_instance_id=ti_id, token=token, **dict(body)))
     return Response(status_code=204)
 
 
@@ -151,13 +160,10 @@ async def logs(
 async def finish(
     ti_id: int, body: FinishRequest, token: Token, service: Service, session: Session
 ) -> FinishAccepted:
-    _authorise(service, token, ti_id, body.attempt)
-    now = service.clock.now()
-    (state,) = await finish_attempts(session, [Finish(ti_id, body)], service.versions, now)
-    if isinstance(state, ReportRefused):
-        raise Conflict(state.detail)
-    await wake_scheduler(session, full=state is not TaskState.SUCCESS)
-    return FinishAccepted(state=state)
+    item = FinishItem(task_instance_id=ti_id, token=token, **dict(body))
+    answer = await _one(session, service, item)
+    assert answer.finish is not None
+    return answer.finish
 
 
 @router.post("/task-instances/{ti_id}/release", status_code=204, operation_id="execution-release")

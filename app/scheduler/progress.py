@@ -17,6 +17,7 @@ replicas never advance the same run at once (invariant 4).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskInstance
-from app.db.transitions import set_run_state, set_task_states
+from app.db.transitions import flag_runs_for_scheduling, set_run_state, set_task_states
 from app.execution.tokens import AttemptTokens
 from app.scheduler.branches import (
     InvalidBranch,
@@ -39,7 +40,7 @@ from app.scheduler.versions import DagStructure, VersionCache
 from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 from weir.trigger_rules import Decision, decide
 
-__all__ = ["advance_flagged_runs"]
+__all__ = ["Advanced", "advance_flagged_runs", "advance_runs"]
 
 BATCH = 200
 
@@ -88,6 +89,28 @@ async def advance_flagged_runs(
     session: AsyncSession, versions: VersionCache, tokens: AttemptTokens, now: datetime
 ) -> int:
     """Decide the next move of every waiting task in flagged running runs; returns work done."""
+    return (await advance_runs(session, versions, tokens, now)).advanced
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    advanced: int  # runs looked at
+    ending: int  # runs left flagged for the scheduler to end (``end_runs=False``)
+
+
+async def advance_runs(
+    session: AsyncSession,
+    versions: VersionCache,
+    tokens: AttemptTokens,
+    now: datetime,
+    *,
+    run_ids: Collection[int] | None = None,
+    end_runs: bool = True,
+) -> Advanced:
+    """Advance flagged running runs (only ``run_ids`` when given: the runs a batch of reports
+    just flagged, advanced in the same transaction). ``end_runs=False`` leaves a run whose tasks
+    are all done flagged instead of ending it: what follows a run's end (DAG callbacks, failure
+    notifications, backfills, the next queued run) is the scheduler's."""
     statement = (
         select(DagRun.id, DagRun.run_id, DagRun.version_id)
         .where(DagRun.needs_scheduling.is_(True), DagRun.state == DagRunState.RUNNING)
@@ -95,9 +118,11 @@ async def advance_flagged_runs(
         .limit(BATCH)
         .with_for_update(skip_locked=True)
     )
+    if run_ids is not None:
+        statement = statement.where(DagRun.id.in_(run_ids))
     rows = (await session.execute(statement)).all()
     if not rows:
-        return 0
+        return Advanced(0, 0)
     await session.execute(
         update(DagRun)
         .where(DagRun.id.in_([row.id for row in rows]))
@@ -107,8 +132,12 @@ async def advance_flagged_runs(
     structures = await versions.get_many(session, {row.version_id for row in rows})
     runs = {row.id: _Run(row.id, row.run_id, structures[row.version_id]) for row in rows}
     plan = await _plan(session, runs)
+    ending = len(plan.finished)
+    if not end_runs and plan.finished:
+        await flag_runs_for_scheduling(session, list(plan.finished))
+        plan.finished = {}
     await _apply(session, plan, tokens, now)
-    return len(runs)
+    return Advanced(len(runs), ending if not end_runs else 0)
 
 
 async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> _Plan:

@@ -27,10 +27,12 @@ from app.db.outage import DatabaseOutage
 __all__ = [
     "CHANNEL",
     "REPLICA",
+    "WAKE_RELAY",
     "WAKE_SCHEDULER",
     "Wakeup",
     "listen_for_wakeups",
     "parse_wakeup",
+    "wake_relay",
     "wake_scheduler",
 ]
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "weir_wakeup"
 WAKE_SCHEDULER = "weir.wake_scheduler"
 """``session.info`` key: whether (and how fully) to wake the scheduler after the commit."""
+WAKE_RELAY = "weir.wake_relay"
+"""``session.info`` key: the transaction wrote outbox rows; wake this process's relay after it."""
 REPLICA = secrets.token_hex(6)
 """This process, as named in the NOTIFY payloads it sends."""
 _HOT = "hot"
@@ -85,6 +89,12 @@ async def wake_scheduler(session: AsyncSession, *, full: bool = True) -> None:
                 text("SELECT pg_notify(:channel, :payload)"),
                 {"channel": CHANNEL, "payload": payload},
             )
+
+
+def wake_relay(session: AsyncSession) -> None:
+    """Wake this process's outbox relay when the transaction commits (see ``api.deps``); other
+    replicas' relays need not hear of it: any one relay publishes a row."""
+    session.info[WAKE_RELAY] = True
 
 
 def parse_wakeup(payload: str) -> tuple[bool, bool]:

@@ -236,9 +236,10 @@ async def test_marking_a_running_task_fences_off_its_worker(stack: Stack) -> Non
     # The worker's late report for the attempt it was running is refused and changes nothing.
     async with stack.database.sessions.begin() as session:
         report = FinishRequest(attempt=ti["attempt"], state="failed", error="late")
-        (answer,) = await finish_attempts(
+        reports = await finish_attempts(
             session, [Finish(ti["id"], report)], VersionCache(), datetime.now(UTC)
         )
+        (answer,) = reports.answers
         assert isinstance(answer, ReportRefused) and answer.status == 409
     assert await stack.wait_for_run("slow", run_id) == "success"
     wait = await _task(stack, "slow", run_id, "wait")
