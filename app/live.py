@@ -1,19 +1,23 @@
 """The change feed: what lets the dashboard show a state change within a second, without polling.
 
 Writers mark their session (``mark_changed``) when they change something people watch (task and
-run states, new runs, DAGs). When such a session commits, PostgreSQL delivers a ``NOTIFY`` on
-``weir_changes`` to every replica (sent inside the transaction, so a rollback sends nothing) and
-this process publishes to its ``ChangeFeed`` at once. Live pages wait on the feed and re-render
-only then; a burst of changes costs one render per page, not one per change.
+run states, new runs, DAGs). When such a session commits, this process publishes to its
+``ChangeFeed`` at once, and tells the other replicas with a ``NOTIFY`` on ``weir_changes``, sent
+after the commit (so a rollback sends nothing) and coalesced: one statement per topic every
+``BROADCAST_DELAY`` at most, however many transactions committed meanwhile, instead of one in
+every transaction of the hot path. Live pages wait on the feed and re-render only then; a burst
+of changes costs one render per page, not one per change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import Any
 
 from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
 
 __all__ = ["CHANGES_CHANNEL", "LOG", "STATE", "ChangeFeed", "install_change_feed", "mark_changed"]
@@ -25,6 +29,11 @@ LOG = "log"
 """Log text appended: only log streams care, so it does not re-render every open page."""
 _CHANGED = "weir.changed"
 _FEED = "weir.change_feed"
+_BROADCAST = "weir.change_broadcast"
+BROADCAST_DELAY = 0.05
+"""Seconds a replica gathers its commits' topics before it tells the others in one go."""
+
+log = logging.getLogger(__name__)
 
 
 class ChangeFeed:
@@ -50,6 +59,14 @@ class ChangeFeed:
         """The server is stopping: wake every waiter for good, so event streams end at once."""
         self.closed = True
         self.publish(STATE)
+
+    def receive(self, payload: str) -> None:
+        """A ``NOTIFY`` from a replica (``<feed id>:<topic>``): this feed's own were published
+        at their commit already; an empty payload (a reconnect: something may have been missed)
+        is a state change."""
+        sender, _, topic = payload.rpartition(":")
+        if sender != self.id:
+            self.publish(topic or STATE)
 
     def publish(self, topic: str = STATE) -> None:
         self.version += 1
@@ -81,22 +98,50 @@ def mark_changed(session: Any, topic: str = STATE) -> None:
     topics.add(topic)
 
 
-def _before_commit(session: Session) -> None:
-    topics = session.info.get(_CHANGED)
-    if topics and session.get_bind().dialect.name == "postgresql":
-        for topic in sorted(topics):
-            session.execute(
-                text("SELECT pg_notify(:channel, :topic)"),
-                {"channel": CHANGES_CHANNEL, "topic": topic},
-            )
-
-
 def _after_commit(session: Session) -> None:
     topics = session.info.pop(_CHANGED, None)
     feed: ChangeFeed | None = session.info.get(_FEED)
     if topics and feed is not None:
         for topic in topics:
             feed.publish(topic)
+        broadcast: Broadcast | None = session.info.get(_BROADCAST)
+        if broadcast is not None:
+            broadcast.add(topics)
+
+
+class Broadcast:
+    """Tells the other replicas what this one committed, coalesced (``BROADCAST_DELAY``)."""
+
+    def __init__(self, engine: AsyncEngine, feed: ChangeFeed) -> None:
+        self._engine = engine
+        self._feed = feed
+        self._pending: set[str] = set()
+        self._sending: asyncio.Task[None] | None = None
+
+    def add(self, topics: set[str]) -> None:
+        self._pending |= topics
+        if self._sending is None or self._sending.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop: nobody in this process serves pages either
+                return
+            self._sending = loop.create_task(self._send(), name="change-broadcast")
+
+    async def _send(self) -> None:
+        """Send what gathered, until nothing is left (topics added while a send runs go next)."""
+        while self._pending:
+            await asyncio.sleep(BROADCAST_DELAY)
+            topics, self._pending = self._pending, set()
+            try:
+                async with self._engine.connect() as connection:
+                    for topic in sorted(topics):
+                        await connection.execute(
+                            text("SELECT pg_notify(:channel, :payload)"),
+                            {"channel": CHANGES_CHANNEL, "payload": f"{self._feed.id}:{topic}"},
+                        )
+                    await connection.commit()
+            except Exception as error:  # other replicas' pages catch up at their next change
+                log.debug("could not tell other replicas of a change: %s", error)
 
 
 def _after_rollback(session: Session) -> None:
@@ -104,11 +149,16 @@ def _after_rollback(session: Session) -> None:
 
 
 def install_change_feed(
-    session_class: type[Session], info: dict[str, Any], feed: ChangeFeed
+    session_class: type[Session],
+    info: dict[str, Any],
+    feed: ChangeFeed,
+    engine: AsyncEngine | None = None,
 ) -> None:
-    """Make sessions of ``session_class`` (whose ``info`` starts as ``info``) feed ``feed``."""
+    """Make sessions of ``session_class`` (whose ``info`` starts as ``info``) feed ``feed``;
+    with ``engine`` (PostgreSQL), tell the other replicas too."""
     info[_FEED] = feed
-    if not event.contains(session_class, "before_commit", _before_commit):
-        event.listen(session_class, "before_commit", _before_commit)
+    if engine is not None:
+        info[_BROADCAST] = Broadcast(engine, feed)
+    if not event.contains(session_class, "after_commit", _after_commit):
         event.listen(session_class, "after_commit", _after_commit)
         event.listen(session_class, "after_rollback", _after_rollback)

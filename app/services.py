@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from app.dag_processor.supervisor import DagProcessor
-from app.live import CHANGES_CHANNEL, STATE
+from app.live import CHANGES_CHANNEL
 from app.notifications import FailureNotifier
 from app.relay import OutboxRelay
 from app.retention import RetentionJob
@@ -87,9 +87,7 @@ class ServiceLoops:
                         self._state.settings.database_url,
                         {
                             WAKEUP_CHANNEL: self._on_wakeup,
-                            CHANGES_CHANNEL: lambda topic: self._state.database.changes.publish(
-                                topic or STATE
-                            ),
+                            CHANGES_CHANNEL: self._state.database.changes.receive,
                         },
                         stop,
                         outage=self._state.database.outage,

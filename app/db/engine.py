@@ -82,7 +82,9 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         _ping_idle_connections(engine)
     changes = ChangeFeed()
     info: dict[str, Any] = {}
-    install_change_feed(WeirSession, info, changes)
+    install_change_feed(
+        WeirSession, info, changes, engine if parsed.get_backend_name() != "sqlite" else None
+    )
     sessions = async_sessionmaker(
         engine, expire_on_commit=False, sync_session_class=WeirSession, info=info
     )

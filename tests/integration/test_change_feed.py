@@ -61,7 +61,7 @@ async def test_another_replica_hears_of_a_commit() -> None:
     url = await create_postgres_database()
     database = create_database(url)
     other, stop = ChangeFeed(), asyncio.Event()
-    listener = asyncio.create_task(listen_for_wakeups(url, {CHANGES_CHANNEL: other.publish}, stop))
+    listener = asyncio.create_task(listen_for_wakeups(url, {CHANGES_CHANNEL: other.receive}, stop))
     try:
         connected = await other.wait(0, timeout=10)  # the listener catches up once connected
         assert connected >= 1
@@ -100,3 +100,23 @@ async def test_log_text_wakes_log_streams_but_not_pages(database: Database) -> N
     async with database.sessions.begin() as session:
         mark_changed(session)
     assert (feed.state_version, feed.version) == (pages + 1, streams + 2)
+
+
+@pytest.mark.postgres
+async def test_a_replica_counts_its_own_commit_once() -> None:
+    """Its own NOTIFY comes back through its listener; the commit was published already."""
+    url = await create_postgres_database()
+    database = create_database(url)
+    feed, stop = database.changes, asyncio.Event()
+    listener = asyncio.create_task(listen_for_wakeups(url, {CHANGES_CHANNEL: feed.receive}, stop))
+    try:
+        connected = await feed.wait(0, timeout=10)
+        async with database.sessions.begin() as session:
+            mark_changed(session)
+        await asyncio.sleep(0.5)  # well past the broadcast's coalescing delay
+        assert feed.state_version == connected + 1
+    finally:
+        stop.set()
+        await listener
+        await database.dispose()
+        await drop_postgres_database(url)
