@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, literal, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, DagVersion, Pool, TaskInstance
@@ -155,10 +155,14 @@ async def lock_capacity(session: AsyncSession, pools: Iterable[str], dags: Itera
     if session.get_bind().dialect.name != "postgresql":
         return
     keys = sorted({f"weir.pool:{p}" for p in pools} | {f"weir.dag:{d}" for d in dags})
-    for key in keys:
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-        )
+    if keys:  # one statement; unnest keeps the sorted order, in which the locks are taken
+        await session.execute(_LOCK_KEYS, {"keys": keys})
+
+
+_LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) "
+    "FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS k(key, n) ORDER BY n"
+)
 
 
 def dag_option(name: str, default: int) -> ColumnElement[int]:
@@ -171,27 +175,32 @@ async def load_capacity(
 ) -> Capacity:
     """Limits and occupancy of these pools and DAGs, as committed (call after the lock)."""
     pools, dags = sorted(set(pools)), sorted(set(dags))
-    capacity = Capacity()
-    for row in await session.execute(select(Pool.name, Pool.slots).where(Pool.name.in_(pools))):
-        capacity.pool_size[row.name] = row.slots
-    taken = await session.execute(
-        select(TaskInstance.pool, func.sum(TaskInstance.pool_slots))
-        .where(TaskInstance.state.in_(ACTIVE_STATES), TaskInstance.pool.in_(pools))
-        .group_by(TaskInstance.pool)
-    )
-    capacity.pool_taken = {pool: int(total) for pool, total in taken}
-    limits = await session.execute(
-        select(Dag.dag_id, dag_option("max_active_tasks", DEFAULT_MAX_ACTIVE_TASKS))
+    active = TaskInstance.state.in_(ACTIVE_STATES)
+    parts = union_all(
+        select(literal("pool_size"), Pool.name, Pool.slots).where(Pool.name.in_(pools)),
+        select(literal("pool_taken"), TaskInstance.pool, func.sum(TaskInstance.pool_slots))
+        .where(active, TaskInstance.pool.in_(pools))
+        .group_by(TaskInstance.pool),
+        select(
+            literal("dag_limit"),
+            Dag.dag_id,
+            dag_option("max_active_tasks", DEFAULT_MAX_ACTIVE_TASKS),
+        )
         .join(DagVersion, DagVersion.id == Dag.version_id)
-        .where(Dag.dag_id.in_(dags))
+        .where(Dag.dag_id.in_(dags)),
+        select(literal("dag_taken"), TaskInstance.dag_id, func.count())
+        .where(active, TaskInstance.dag_id.in_(dags))
+        .group_by(TaskInstance.dag_id),
     )
-    capacity.dag_limit = {dag_id: int(limit) for dag_id, limit in limits}
-    active = await session.execute(
-        select(TaskInstance.dag_id, func.count())
-        .where(TaskInstance.state.in_(ACTIVE_STATES), TaskInstance.dag_id.in_(dags))
-        .group_by(TaskInstance.dag_id)
-    )
-    capacity.dag_taken = {dag_id: int(count) for dag_id, count in active}
+    capacity = Capacity()
+    found: dict[str, dict[str, int]] = {
+        "pool_size": capacity.pool_size,
+        "pool_taken": capacity.pool_taken,
+        "dag_limit": capacity.dag_limit,
+        "dag_taken": capacity.dag_taken,
+    }
+    for kind, name, value in await session.execute(parts):  # one round trip for the four
+        found[kind][name] = int(value)
     return capacity
 
 
