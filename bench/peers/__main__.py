@@ -34,7 +34,13 @@ from rich.progress import (
 from bench.figures import Figure
 from bench.peers.airflow_config import DAGS_FOLDER, AirflowLayout, tuned_settings
 from bench.peers.airflow_run import airflow_url, running_airflow
-from bench.peers.airflow_shapes import Measured, measure_chain, measure_fanout, measure_trigger
+from bench.peers.airflow_shapes import (
+    Measured,
+    measure_chain,
+    measure_fanout,
+    measure_trigger,
+    warm_up,
+)
 from bench.peers.compare import PREFERRED_SETUP, compare
 from bench.peers.install import ensure_airflow
 from bench.peers.report import RESULTS, environment, print_table, write_json
@@ -52,12 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--side", choices=["both", "airflow", "weir"], default="both")
     parser.add_argument("--width", type=int, default=200, help="no-op tasks in the fan-out")
     parser.add_argument("--length", type=int, default=50, help="no-op tasks in the chain")
-    parser.add_argument(
-        "--fanout-runs", type=int, default=2, help="Airflow's measured fan-outs (after 1 warm-up)"
-    )
-    parser.add_argument(
-        "--chain-runs", type=int, default=1, help="Airflow's measured chains (after 1 warm-up)"
-    )
+    parser.add_argument("--fanout-runs", type=int, default=2, help="Airflow's measured fan-outs")
+    parser.add_argument("--chain-runs", type=int, default=1, help="Airflow's measured chains")
     parser.add_argument("--triggers", type=int, default=10, help="Airflow's sequential triggers")
     parser.add_argument(
         "--parallelism", type=int, default=16, help="Airflow's LocalExecutor processes"
@@ -104,13 +106,15 @@ async def bench_airflow(layout: AirflowLayout, args: argparse.Namespace) -> dict
         async with running_airflow(layout, postgres_dsn()) as airflow:
             progress.update(starting, completed=1)
             _report(progress.console, "started", clock, [])
-            shapes: dict[str, Measured] = {}
+            clock = time.monotonic()
+            shapes = {"warm-up": await warm_up(airflow, timeout=args.timeout)}
+            shapes["warm-up"].raw["seconds"] = _report(progress.console, "warm-up", clock, [])
             for name, runs in (
                 ("fanout", args.fanout_runs),
                 ("chain", args.chain_runs),
                 ("trigger", args.triggers),
             ):
-                task = progress.add_task(f"Airflow {name}: warm-up + {runs}", total=runs + 1)
+                task = progress.add_task(f"Airflow {name}", total=runs)
                 clock = time.monotonic()
                 shapes[name] = await _MEASURES[name](
                     airflow,
@@ -151,10 +155,11 @@ def bench_weir(args: argparse.Namespace, command: Sequence[str], output: Path) -
 def _caption(args: argparse.Namespace, version: str | None) -> str:
     return (
         f"Airflow {version or '—'}: LocalExecutor, PostgreSQL, scheduler_idle_sleep_time 0.05 s, "
-        f"parallelism {args.parallelism}; fan-out of {args.width} (+ start and end) and chain of "
-        f"{args.length} no-op PythonOperators after 1 warm-up each: fan-out the median of "
-        f"{args.fanout_runs} runs, chain hops pooled over {args.chain_runs}; "
-        f"trigger: p50 of {args.triggers} sequential triggers of a 1-task DAG, request sent -> "
+        f"parallelism {args.parallelism}; after one warm-up fan-out of {2 * args.parallelism}: "
+        f"fan-out of {args.width} (+ start and end) and chain of {args.length} no-op "
+        f"PythonOperators, fan-out the median of {args.fanout_runs} runs, chain hops pooled over "
+        f"{args.chain_runs}; trigger: p50 of {args.triggers} sequential triggers of a 1-task DAG, "
+        "request sent -> "
         "task start_date. hop = task start - upstream end. CPU = utime + "
         "stime of Airflow's process trees (api-server, scheduler with its LocalExecutor workers "
         "and task processes, dag-processor, triggerer) over the measured runs, per task; "

@@ -120,6 +120,7 @@ def _base_settings(layout: AirflowLayout) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": layout.secret,
         "WEIR_PEERS_WIDTH": str(layout.width),
         "WEIR_PEERS_LENGTH": str(layout.length),
+        "WEIR_PEERS_WARMUP_WIDTH": str(2 * layout.parallelism),
     }
 
 

@@ -28,7 +28,7 @@ from bench.peers.airflow_config import AirflowLayout, airflow_environment
 __all__ = ["DAG_IDS", "AirflowError", "RunningAirflow", "airflow_url", "running_airflow"]
 
 DATABASE = "weir_bench_airflow"
-DAG_IDS = ("peers_fanout", "peers_chain", "peers_trigger")
+DAG_IDS = ("peers_warmup", "peers_fanout", "peers_chain", "peers_trigger")
 ROLES = ("api-server", "scheduler", "dag-processor", "triggerer")
 _START_TIMEOUT = 240.0
 _STOP_TIMEOUT = 30.0

@@ -1,6 +1,11 @@
-"""The three shapes on a running Airflow, measured as Weir's bench measures Weir: one warm-up run
-each (the first task of a fresh Airflow waits seconds on cold imports and connections), then the
-measured runs, with the CPU of Airflow's process trees read before and after them.
+"""The three shapes on a running Airflow, measured as Weir's bench measures Weir, with the CPU of
+Airflow's process trees read before and after the measured runs.
+
+One warm-up run comes first, for all shapes: a fan-out as wide as twice the LocalExecutor's
+processes (the first task of a fresh Airflow waits seconds on the api-server's first calls, and
+each worker process has its first task to run). A warm-up per shape, as Weir's bench does, would
+cost a whole 202-task fan-out and a 50-task chain more, minutes on a shared machine, to warm what
+is already warm: each task process parses its DAG file anew, whichever ran before.
 
 A run's wall time is from just before the trigger request to the run's ``end_date`` as Airflow
 recorded it, so how often the bench polls for the end (every 100 ms) adds nothing to it.
@@ -27,7 +32,13 @@ from bench.peers.timings import (
     trigger_figures,
 )
 
-__all__ = ["Measured", "measure_chain", "measure_fanout", "measure_trigger"]
+__all__ = [
+    "Measured",
+    "measure_chain",
+    "measure_fanout",
+    "measure_trigger",
+    "warm_up",
+]
 
 _POLL_INTERVAL = 0.1
 Advance = Callable[[], None]
@@ -93,12 +104,16 @@ async def run_once(airflow: RunningAirflow, dag_id: str, timeout: float) -> Run:
     return Run(run_id, triggered, run["end_date"], tasks)
 
 
+async def warm_up(airflow: RunningAirflow, *, timeout: float) -> Measured:
+    """The unmeasured run before the shapes (see the module docstring)."""
+    run = await run_once(airflow, "peers_warmup", timeout)
+    return Measured(raw={"tasks": len(run.tasks), "wall_s": run.wall_s})
+
+
 async def _measured_runs(
     airflow: RunningAirflow, dag_id: str, repeat: int, timeout: float, advance: Advance
 ) -> tuple[list[Run], CpuUsage]:
-    """One warm-up run, then ``repeat`` measured runs and the CPU each component used in them."""
-    await run_once(airflow, dag_id, timeout)
-    advance()
+    """``repeat`` runs of ``dag_id`` and the CPU each component used in them."""
     runs = []
     with measure_cpu(airflow.pids) as cpu:
         for _ in range(repeat):
@@ -137,8 +152,6 @@ async def measure_trigger(
     airflow: RunningAirflow, triggers: int, *, timeout: float, advance: Advance
 ) -> Measured:
     """Sequential triggers of the one-task DAG: request sent → its task's ``start_date``."""
-    await run_once(airflow, "peers_trigger", timeout)
-    advance()
     latencies = []
     for _ in range(triggers):
         run = await run_once(airflow, "peers_trigger", timeout)

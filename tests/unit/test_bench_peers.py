@@ -110,6 +110,7 @@ def test_airflow_runs_tuned_on_its_own_database_and_ignores_foreign_configuratio
     assert env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "0.05"
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__CORE__PARALLELISM"] == "16"
+    assert env["WEIR_PEERS_WARMUP_WIDTH"] == "32"
     assert int(env["AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG"]) >= 202
     assert env["AIRFLOW_HOME"] == str(tmp_path / "home")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
