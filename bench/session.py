@@ -71,6 +71,7 @@ class Bench:
                         self.deployment, shape, timeout=self.timeout, step=step
                     )
             self.fanouts[kind, width] = sample, peaks
+            self._log(f"fan-out of {width:,} ({kind})", sample)
         return self.fanouts[kind, width]
 
     async def runs(self, count: int) -> RunSample:
@@ -81,7 +82,15 @@ class Bench:
                 self.concurrent[count] = await measure_runs(
                     self.deployment, shape, count, timeout=self.timeout, step=step
                 )
+            self._log(f"{count:,} runs of {shape.task_count} tasks", sample=self.concurrent[count])
         return self.concurrent[count]
+
+    def _log(self, what: str, sample: RunSample) -> None:
+        """A line as soon as a (long) measurement is done, before its scenario ends."""
+        self.progress.log(
+            f"[dim]{self.setup:<9} {what}: {sample.tasks_per_s:,.1f} tasks/s, "
+            f"{sample.cpu_ms_per_task:,.1f} ms CPU/task, {sample.wall_s:,.1f} s[/]"
+        )
 
     async def warm_up(self, shape: DagShape) -> None:
         for _ in range(self.sizes.warmup):
