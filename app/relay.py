@@ -1,8 +1,9 @@
 """The outbox relay: publishes task messages written by committed transactions, then deletes them.
 
-Woken by the scheduler when it queued work; a periodic sweep picks up rows a crashed replica left.
-Publishing waits for the broker's confirms before the rows are deleted, so a crash in between
-publishes again (harmless: attempts are fenced) rather than losing a wake-up (invariant 3).
+Woken by whoever queued work; a periodic sweep picks up rows a crashed replica left. One statement
+takes and deletes a batch; the broker's confirms are awaited before that transaction commits, so
+a crash or a failed publish in between leaves the rows (the delete rolls back) and they are
+published again (harmless: attempts are fenced) rather than a wake-up lost (invariant 3).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from app.db.engine import Database
 from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
-from app.db.outbox import delete_outbox_rows, take_outbox_batch
+from app.db.outbox import take_outbox_batch
 from app.scheduler.wakeup import Wakeup
 from weir.broker import Broker, OutgoingMessage
 from weir.errors import BrokerError
@@ -76,7 +77,6 @@ class OutboxRelay:
                     for r in rows
                 ]
             )
-            await delete_outbox_rows(session, [r.id for r in rows])
         self.publish_error = None
         self.published += len(rows)
         return len(rows)

@@ -15,7 +15,12 @@ from app.db.models import Outbox
 from app.execution.tokens import AttemptTokens
 from weir.messages import TaskMessage
 
-__all__ = ["QueuedAttempt", "add_task_messages", "delete_outbox_rows", "take_outbox_batch"]
+__all__ = [
+    "OutboxRow",
+    "QueuedAttempt",
+    "add_task_messages",
+    "take_outbox_batch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +65,27 @@ async def add_task_messages(
     await session.execute(insert(Outbox), rows)
 
 
-async def take_outbox_batch(session: AsyncSession, limit: int) -> list[Outbox]:
-    """The oldest unpublished messages, locked so another replica's relay skips them."""
-    statement = select(Outbox).order_by(Outbox.id).limit(limit).with_for_update(skip_locked=True)
-    return list((await session.scalars(statement)).all())
+async def take_outbox_batch(session: AsyncSession, limit: int) -> list[OutboxRow]:
+    """The oldest unpublished messages, deleted in the caller's transaction in the same
+    statement that takes them (locked, so another replica's relay skips them): the caller
+    publishes, then commits; a failed publish rolls the delete back."""
+    oldest = (
+        select(Outbox.id).order_by(Outbox.id).limit(limit).with_for_update(skip_locked=True)
+    ).scalar_subquery()
+    statement = (
+        delete(Outbox)
+        .where(Outbox.id.in_(oldest))
+        .returning(Outbox.id, Outbox.queue, Outbox.body, Outbox.message_id, Outbox.priority)
+    )
+    rows = [OutboxRow(*row) for row in await session.execute(statement)]
+    rows.sort(key=lambda row: row.id)  # RETURNING has no order: keep the queueing order
+    return rows
 
 
-async def delete_outbox_rows(session: AsyncSession, ids: Sequence[int]) -> None:
-    if ids:
-        await session.execute(delete(Outbox).where(Outbox.id.in_(ids)))
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    queue: str
+    body: bytes
+    message_id: str
+    priority: int
