@@ -138,7 +138,8 @@ async def _poll(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         airflow.check_alive()
-        with contextlib.suppress(httpx.TransportError):
+        # Refused connections and half-started answers (not yet JSON) mean: not yet.
+        with contextlib.suppress(httpx.TransportError, ValueError):
             found = await probe()
             if found is not None:
                 return found
