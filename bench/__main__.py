@@ -9,7 +9,8 @@ process on SQLite + the in-process queue. ``cpu_ms_per_task`` counts every CPU t
 processes and their children over the run (``bench/process_usage.py``), divided by the tasks:
 it is what a task costs the service, idle loops and the bench's own polling included.
 ``scale-*`` rows show the cost per task at each size; ``cpu_growth`` is the largest size's cost
-over the smallest's, and a note below the table names every series that is not flat. Absolute
+over the cheapest smaller size's (the smallest carries a run's fixed cost, spread over few
+tasks), and a note below the table names every series that is not flat. Absolute
 numbers on a shared 2-core machine move from run to run; ratios to the bound move much less.
 The JSON (``bench/results/<timestamp>.json``, or ``--output``) has every figure with its goal,
 bound and ratio, the bound's own figures, and the machine and commit.

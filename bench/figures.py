@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["BOUND_OF", "GROWTH_LIMIT", "Figure", "Goal", "goal_of", "judge"]
 
 GROWTH_LIMIT = 1.5
-"""The CPU per task of the largest size may be at most this many times the smallest size's
+"""The CPU per task of the largest size may be at most this many times the cheapest smaller size's
 ("flat": work per task must not grow with the size of its run or the number of runs)."""
 
 BOUND_OF = {

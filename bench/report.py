@@ -43,7 +43,7 @@ DEFINITIONS = {
     "sched_p50_ms": "chain: upstream end_date -> queued_at (scheduler, outbox)",
     "delivery_p50_ms": "chain: queued_at -> start_date (relay, broker, worker claim)",
     "trigger_ms": "the moment just before POST .../runs -> the task's start_date, runs one by one",
-    "cpu_growth": "cpu_ms_per_task at the largest size / at the smallest (1 = flat)",
+    "cpu_growth": "cpu_ms_per_task at the largest size / the lowest at a smaller size (1 = flat)",
     "rss_mb": "peak VmRSS (MiB) of the process during the fan-out (VmHWM reset at its start)",
     "pss_mb_children": "peak of the process's descendants' PSS summed (MiB): the fork server and "
     "sync-task processes (worker), the DAG processor's parse processes (API)",
@@ -117,7 +117,7 @@ def growth_notes(figures: Sequence[Figure]) -> list[str]:
         if figure.metric == "cpu_growth" and figure.value > GROWTH_LIMIT:
             notes.append(
                 f"{figure.setup} {figure.scenario}: CPU per task grows with size "
-                f"({figure.value:.1f}x at {figure.size:,} vs the smallest size; flat is 1x)"
+                f"({figure.value:.1f}x at {figure.size:,} vs the cheapest smaller size; flat is 1x)"
             )
     return notes
 

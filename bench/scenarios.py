@@ -87,13 +87,14 @@ async def scale(bench: Bench) -> None:
 
 
 def _add_scale(bench: Bench, scenario: str, sized: Sequence[tuple[int, RunSample]]) -> None:
-    """Throughput and cost per task at each size, and how much the cost grew from the smallest
+    """Throughput and cost per task at each size, and how much the cost grew from the cheapest
     size to the largest (flat is 1x)."""
     for size, sample in sized:
         bench.add_throughput(scenario, [sample], size)
     if len(sized) > 1:
-        (_, smallest), (largest_size, largest) = min(sized), max(sized)
-        growth = largest.cpu_ms_per_task / smallest.cpu_ms_per_task
+        *smaller, (largest_size, largest) = sorted(sized, key=lambda pair: pair[0])
+        cheapest = min(sample.cpu_ms_per_task for _, sample in smaller)
+        growth = largest.cpu_ms_per_task / cheapest
         bench.add(scenario, "cpu_growth", growth, "x", largest_size)
 
 
