@@ -150,21 +150,28 @@ class Coalescer:
             self._retry_later(batch, error)
             return False
         except BatchTooLarge as error:
-            if len(batch) == 1:
-                _settle(batch[0], error)
-            else:
-                for pending in batch:
-                    pending.alone = True
-                self._pending[:0] = batch
+            self._split(batch, error)
             return True
         except BatchError as error:
-            for pending in batch:
-                _settle(pending, error)
+            _settle_all(batch, error)
+            return True
+        except Exception as error:  # a bug below us: fail these items, keep the sender alive
+            logger.exception("execution batch of %d item(s) failed unexpectedly", len(batch))
+            _settle_all(batch, BatchError(repr(error)))
             return True
         for pending, answer in zip(batch, answers, strict=True):
             if not pending.future.done():
                 pending.future.set_result(answer)
         return True
+
+    def _split(self, batch: list[_Pending], error: BatchTooLarge) -> None:
+        """Refused as too large: a lone item fails; several go again one by one."""
+        if len(batch) == 1:
+            _settle(batch[0], error)
+            return
+        for pending in batch:
+            pending.alone = True
+        self._pending[:0] = batch
 
     def _retry_later(self, batch: list[_Pending], error: TransientBatchError) -> None:
         now = asyncio.get_running_loop().time()
@@ -181,6 +188,11 @@ class Coalescer:
             )
             self._pending[:0] = keep
             self._ready.set()
+
+
+def _settle_all(batch: list[_Pending], error: Exception) -> None:
+    for pending in batch:
+        _settle(pending, error)
 
 
 def _settle(pending: _Pending, error: Exception) -> None:

@@ -121,8 +121,8 @@ async def _follow_successes(
     for the scheduler to end, something may have been queued)."""
     if not runs:
         return False, False
-    advanced = await advance_runs(session, versions, tokens, now, run_ids=runs, end_runs=False)
-    queued = await queue_scheduled(session, tokens, now)
+    advanced = await advance_runs(session, versions, now, run_ids=runs, end_runs=False)
+    queued = await queue_scheduled(session, tokens, now, new=advanced.scheduled)
     return advanced.ending > 0, advanced.advanced > 0 or queued > 0
 
 

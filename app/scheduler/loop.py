@@ -181,10 +181,11 @@ class Scheduler:
             started = await run_starts.start_queued_runs(session, now)
             if started:
                 self._deadlines_read = None  # a run timeout may now fall due sooner
-            advanced = await progress.advance_flagged_runs(
-                session, self._versions, self._tokens, now
+            progressed = await progress.advance_runs(session, self._versions, now)
+            advanced = progressed.advanced
+            queued = await queueing.queue_scheduled(
+                session, self._tokens, now, new=progressed.scheduled
             )
-            queued = await queueing.queue_scheduled(session, self._tokens, now)
             finished.update(session.info.get(FINISHED_RUNS) or {})
             self._saturated = (
                 started >= run_starts.BATCH

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskInstance
 from app.db.transitions import flag_runs_for_scheduling, set_run_state, set_task_states
-from app.execution.tokens import AttemptTokens
 from app.scheduler.branches import (
     InvalidBranch,
     fail_invalid_branches,
@@ -35,12 +34,11 @@ from app.scheduler.branches import (
     read_choice,
 )
 from app.scheduler.mapping import Expansion, aggregate_state, expand_mapped_tasks
-from app.scheduler.queueing import queue_attempts
 from app.scheduler.versions import DagStructure, VersionCache
 from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 from weir.trigger_rules import Decision, decide
 
-__all__ = ["Advanced", "advance_flagged_runs", "advance_runs"]
+__all__ = ["Advanced", "advance_runs"]
 
 BATCH = 200
 
@@ -85,23 +83,16 @@ class _Plan:
         return TaskState.NONE
 
 
-async def advance_flagged_runs(
-    session: AsyncSession, versions: VersionCache, tokens: AttemptTokens, now: datetime
-) -> int:
-    """Decide the next move of every waiting task in flagged running runs; returns work done."""
-    return (await advance_runs(session, versions, tokens, now)).advanced
-
-
 @dataclass(frozen=True, slots=True)
 class Advanced:
     advanced: int  # runs looked at
     ending: int  # runs left flagged for the scheduler to end (``end_runs=False``)
+    scheduled: list[int] = field(default_factory=list)  # for the caller to queue
 
 
 async def advance_runs(
     session: AsyncSession,
     versions: VersionCache,
-    tokens: AttemptTokens,
     now: datetime,
     *,
     run_ids: Collection[int] | None = None,
@@ -110,7 +101,8 @@ async def advance_runs(
     """Advance flagged running runs (only ``run_ids`` when given: the runs a batch of reports
     just flagged, advanced in the same transaction). ``end_runs=False`` leaves a run whose tasks
     are all done flagged instead of ending it: what follows a run's end (DAG callbacks, failure
-    notifications, backfills, the next queued run) is the scheduler's."""
+    notifications, backfills, the next queued run) is the scheduler's. The tasks it schedules
+    are for the caller to queue (``Advanced.scheduled``)."""
     statement = (
         select(DagRun.id, DagRun.run_id, DagRun.version_id)
         .where(DagRun.needs_scheduling.is_(True), DagRun.state == DagRunState.RUNNING)
@@ -136,8 +128,8 @@ async def advance_runs(
     if not end_runs and plan.finished:
         await flag_runs_for_scheduling(session, list(plan.finished))
         plan.finished = {}
-    await _apply(session, plan, tokens, now)
-    return Advanced(len(runs), ending if not end_runs else 0)
+    scheduled = await _apply(session, plan, now)
+    return Advanced(len(runs), ending if not end_runs else 0, scheduled)
 
 
 async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> _Plan:
@@ -246,7 +238,9 @@ def _finish_if_done(run: _Run, states: dict[str, TaskState], plan: _Plan) -> Non
         plan.finished[run.id] = DagRunState.SUCCESS if ok else DagRunState.FAILED
 
 
-async def _apply(session: AsyncSession, plan: _Plan, tokens: AttemptTokens, now: datetime) -> None:
+async def _apply(session: AsyncSession, plan: _Plan, now: datetime) -> list[int]:
+    """Write the plan; returns the task instances it scheduled (the caller queues them with
+    ``queue_scheduled``, in the same transaction)."""
     await fail_invalid_branches(session, plan.invalid_branches, now)
     await expand_mapped_tasks(session, plan.to_expand, now)
     await set_task_states(
@@ -266,8 +260,8 @@ async def _apply(session: AsyncSession, plan: _Plan, tokens: AttemptTokens, now:
         target=TaskState.SCHEDULED,
         next_attempt=True,
     )
-    await queue_attempts(session, [ti_id for ti_id, _ in scheduled], tokens, now)
     for run_id, state in plan.finished.items():
         await set_run_state(
             session, run_id, expected=DagRunState.RUNNING, target=state, end_date=now
         )
+    return [ti_id for ti_id, _ in scheduled]

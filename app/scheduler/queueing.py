@@ -1,33 +1,42 @@
 """Moving scheduled task instances to ``queued`` together with their outbox messages, as far as
 capacity allows (pools, ``max_active_tasks``, ``priority_weight``; see ``capacity.py``).
 
-Whoever schedules tasks calls ``queue_attempts`` with the ids it just scheduled. The tasks that
-already wait in the same pools or DAGs compete with them, so a newcomer never overtakes a waiting
-task of higher priority (or of equal priority scheduled earlier). What does not fit stays
-``scheduled`` with its ``wait_code``/``wait_reason``; the scheduler's ``queue_scheduled`` step
-tries again on every pass, and a finished task wakes the scheduler, so a freed slot is taken
-within the pass that follows the finish, not at the next sweep.
+One function does it, ``queue_scheduled``, called after anything that may have made room or new
+candidates: a report of success (in its own transaction), the scheduler's pass, a retry falling
+due. It costs what there is room for, not what waits: it counts the waiting tasks per pool and
+DAG in SQL, takes the advisory locks and reads occupancy, then loads, per pool with free slots,
+only the highest-priority waiting tasks that could fit (as many as the pool has free slots, none
+of a DAG at its ``max_active_tasks``, none larger than the pool). Tasks that were just scheduled
+(``new``) are candidates too, so a newcomer never overtakes a waiting task of higher priority
+(or of equal priority scheduled earlier). A 10,000-task fan-out behind a 128-slot pool therefore
+costs each finished task a handful of rows, not the 9,872 that wait.
 
-Priority decides twice: which tasks take the free capacity, and the order their messages are
-written to the outbox, which the relay keeps when it publishes. So when more tasks are queued at
-once than workers have free slots, the workers start the highest ``priority_weight`` first.
+A task that does not fit stays ``scheduled`` with its ``wait_code``/``wait_reason``, written
+when it starts waiting (``_record_waits``): a newcomer left out, or a candidate that ``admit``
+blocked. Priority decides twice: which tasks take the free capacity, and the order their
+messages are written to the outbox, which the relay keeps when it publishes. So when more tasks
+are queued at once than workers have free slots, the workers start the highest
+``priority_weight`` first.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, or_, select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import TaskInstance
 from app.db.outbox import QueuedAttempt, add_task_messages
 from app.execution.tokens import AttemptTokens
 from app.scheduler.capacity import (
+    DEFAULT_MAX_ACTIVE_TASKS,
     Block,
     Candidate,
+    Capacity,
     admit,
     describe,
     holders,
@@ -36,25 +45,10 @@ from app.scheduler.capacity import (
 )
 from weir.states import TaskState, check_transition
 
-__all__ = ["BATCH", "queue_attempts", "queue_scheduled"]
+__all__ = ["BATCH", "queue_attempts", "queue_scheduled", "relabel_pool_waits"]
 
 _Row = Row[int, str, str, int, int, str | None, str | None]  # the columns of ``_COLUMNS``
-COMPETITORS = 500  # waiting tasks considered beside the given ones, highest priority first
-BATCH = 500  # scheduled tasks one ``queue_scheduled`` pass takes, highest priority first
-
-
-async def queue_scheduled(session: AsyncSession, tokens: AttemptTokens, now: datetime) -> int:
-    """Scheduler step: queue what waits ``scheduled`` (for capacity, or handed back by a
-    stopping worker) as far as capacity allows, highest ``priority_weight`` first."""
-    statement = (
-        select(TaskInstance.id)
-        .where(TaskInstance.state == TaskState.SCHEDULED)
-        .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
-        .limit(BATCH)
-        .with_for_update(skip_locked=True)
-    )
-    ids = list((await session.scalars(statement)).all())
-    return await queue_attempts(session, ids, tokens, now)
+BATCH = 500  # tasks one call queues at most (per pool with room)
 
 
 async def queue_attempts(
@@ -63,25 +57,77 @@ async def queue_attempts(
     tokens: AttemptTokens,
     now: datetime,
 ) -> int:
-    """``scheduled -> queued`` for what fits, each with its message (invariant 3).
-
-    Returns how many were queued (given ones and waiting competitors together).
-    """
+    """These task instances were just scheduled: queue what fits among them and the tasks that
+    already wait (``queue_scheduled`` with them as newcomers). Returns how many were queued."""
     if not task_instance_ids:
         return 0
+    return await queue_scheduled(session, tokens, now, new=task_instance_ids)
+
+
+async def queue_scheduled(
+    session: AsyncSession,
+    tokens: AttemptTokens,
+    now: datetime,
+    *,
+    new: Collection[int] = (),
+) -> int:
+    """``scheduled -> queued`` for the highest-priority tasks there is room for, each with its
+    message (invariant 3). Returns how many were queued."""
     check_transition(TaskState.SCHEDULED, TaskState.QUEUED)
-    rows = await _load_candidates(session, task_instance_ids)
+    waiting = (
+        await session.execute(
+            select(TaskInstance.pool, TaskInstance.dag_id)
+            .where(TaskInstance.state == TaskState.SCHEDULED)
+            .group_by(TaskInstance.pool, TaskInstance.dag_id)
+        )
+    ).all()
+    if not waiting:
+        return 0
+    pools = {row.pool for row in waiting}
+    dags = {row.dag_id for row in waiting}
+    await lock_capacity(session, pools, dags)
+    capacity = await load_capacity(session, pools, dags)
+    ids = set(new) | set(await _with_room(session, capacity, pools, dags))
+    rows = await _load(session, ids)
     if not rows:
         return 0
-    candidates = [_candidate(r) for r in rows.values()]
-    pools = {c.pool for c in candidates}
-    dags = {c.dag_id for c in candidates}
-    await lock_capacity(session, pools, dags)
-    admitted, blocked = admit(candidates, await load_capacity(session, pools, dags))
+    admitted, blocked = admit([_candidate(r) for r in rows.values()], capacity)
     queued = await _queue(session, [c.id for c in admitted], now)  # in ``admitted``'s order
     await add_task_messages(session, queued, tokens, now)
     await _record_waits(session, rows, blocked)
     return len(queued)
+
+
+async def _with_room(
+    session: AsyncSession, capacity: Capacity, pools: set[str], dags: set[str]
+) -> list[int]:
+    """Per pool with free slots, the waiting tasks first in line that could take them, locked
+    (``SKIP LOCKED``: a replica busy with some decides for them itself)."""
+    full_dags = [
+        dag
+        for dag in dags
+        if capacity.dag_taken.get(dag, 0) >= capacity.dag_limit.get(dag, DEFAULT_MAX_ACTIVE_TASKS)
+    ]
+    ids: list[int] = []
+    for pool in sorted(pools):
+        size = capacity.pool_size.get(pool)
+        room = 0 if size is None else size - capacity.pool_taken.get(pool, 0)
+        if room <= 0 or size is None:
+            continue
+        statement = (
+            select(TaskInstance.id)
+            .where(
+                TaskInstance.state == TaskState.SCHEDULED,
+                TaskInstance.pool == pool,
+                TaskInstance.pool_slots <= size,
+                TaskInstance.dag_id.not_in(full_dags),
+            )
+            .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
+            .limit(min(room, BATCH))
+            .with_for_update(skip_locked=True)
+        )
+        ids.extend((await session.scalars(statement)).all())
+    return ids
 
 
 _COLUMNS = (
@@ -95,36 +141,14 @@ _COLUMNS = (
 )
 
 
-async def _load_candidates(session: AsyncSession, ids: Sequence[int]) -> dict[int, _Row]:
-    """The given scheduled instances and the waiting ones they compete with, locked.
-
-    The given rows are locked by the caller already; competitors are taken with ``SKIP LOCKED``,
-    so a replica busy with them is never waited for: it decides for them itself.
-    """
-    given = {
-        r.id: r
-        for r in await session.execute(
-            select(*_COLUMNS).where(
-                TaskInstance.id.in_(ids), TaskInstance.state == TaskState.SCHEDULED
-            )
-        )
-    }
-    if not given:
+async def _load(session: AsyncSession, ids: set[int]) -> dict[int, _Row]:
+    """The candidates still scheduled (locked by the caller, or taken by ``_with_room``)."""
+    if not ids:
         return {}
-    pools = {r.pool for r in given.values()}
-    dags = {r.dag_id for r in given.values()}
-    competitors = await session.execute(
-        select(*_COLUMNS)
-        .where(
-            TaskInstance.state == TaskState.SCHEDULED,
-            TaskInstance.id.not_in(list(given)),
-            or_(TaskInstance.pool.in_(pools), TaskInstance.dag_id.in_(dags)),
-        )
-        .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
-        .limit(COMPETITORS)
-        .with_for_update(of=TaskInstance, skip_locked=True)
+    statement = select(*_COLUMNS).where(
+        TaskInstance.id.in_(ids), TaskInstance.state == TaskState.SCHEDULED
     )
-    return given | {r.id: r for r in competitors}
+    return {row.id: row for row in await session.execute(statement)}
 
 
 def _candidate(r: _Row) -> Candidate:
@@ -187,3 +211,35 @@ async def _record_waits(
             .values(wait_code=code, wait_reason=reason)
             .execution_options(synchronize_session=False)
         )
+
+
+async def relabel_pool_waits(session: AsyncSession, pool: str, size: int | None) -> None:
+    """A pool was created, resized or deleted (``size`` None): the tasks waiting on it get the
+    reason that is now true. ``queue_scheduled`` looks only at tasks that could take a slot, so
+    a task too large for the pool, or in a pool that is gone, would keep a stale reason."""
+    of_pool = (TaskInstance.state == TaskState.SCHEDULED, TaskInstance.pool == pool)
+    if size is None:
+        block = Block("pool_missing", pool)
+        await _set_wait(session, of_pool, block.code, describe(block))
+        return
+    too_large = await session.scalars(
+        select(TaskInstance.pool_slots).where(*of_pool, TaskInstance.pool_slots > size).distinct()
+    )
+    for slots in too_large.all():
+        block = Block("pool_too_small", pool, limit=size, needed=slots)
+        await _set_wait(
+            session, (*of_pool, TaskInstance.pool_slots == slots), block.code, describe(block)
+        )
+    fits = TaskInstance.wait_code.in_(("pool_missing", "pool_too_small"))
+    await _set_wait(session, (*of_pool, TaskInstance.pool_slots <= size, fits), None, None)
+
+
+async def _set_wait(
+    session: AsyncSession, where: tuple[Any, ...], code: str | None, reason: str | None
+) -> None:
+    await session.execute(
+        update(TaskInstance)
+        .where(*where)
+        .values(wait_code=code, wait_reason=reason)
+        .execution_options(synchronize_session=False)
+    )

@@ -199,3 +199,28 @@ async def test_a_client_error_fails_the_batch_without_retrying(make_client: Make
     with pytest.raises(ExecutionApiError, match="422"):
         await client.finish(1, "t", FinishRequest(attempt=1, state="success"))
     assert len(service.batches) == 1
+
+
+async def test_an_unexpected_error_fails_its_batch_and_the_sender_carries_on(
+    make_client: MakeClient,
+) -> None:
+    calls = 0
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in a transport")
+        items = json.loads(request.content)["items"]
+        return httpx.Response(200, json={"answers": [accept(item) for item in items]})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    client = ExecutionClient("http://weir.test/", http, budget=FAST)
+    try:
+        with pytest.raises(ExecutionApiError, match="a bug in a transport"):
+            await client.finish(1, "t", FinishRequest(attempt=1, state="success"))
+        finished = await client.finish(2, "t", FinishRequest(attempt=1, state="success"))
+    finally:
+        await client.aclose()
+        await http.aclose()
+    assert finished.state == "success"

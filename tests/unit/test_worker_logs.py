@@ -34,20 +34,25 @@ CLAIM = ClaimAccepted(
 
 
 class LogService:
-    """Accepts log appends; holds the first one until ``release`` is set."""
+    """Accepts log appends (the worker's batches); answers each item ``status``; holds the
+    first request until ``release`` is set."""
 
-    def __init__(self, status: int = 204) -> None:
+    def __init__(self, status: int = 200) -> None:
         self.status = status
         self.bodies: list[str] = []
         self.received = asyncio.Event()
         self.release = asyncio.Event()
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.bodies.append(json.loads(request.content)["data"])
+        items = json.loads(request.content)["items"]
+        assert request.url.path == "/execution/v1/batch"
+        assert all(item["kind"] == "log" for item in items)
+        self.bodies.append("".join(item["data"] for item in items))
         self.received.set()
         if len(self.bodies) == 1:
             await self.release.wait()
-        return httpx.Response(self.status)
+        answers = [{"status": self.status, "detail": "refused"} for _ in items]
+        return httpx.Response(200, json={"answers": answers})
 
 
 @pytest.fixture

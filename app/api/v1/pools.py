@@ -18,6 +18,7 @@ from app.audit import record
 from app.auth import Admin, Viewer
 from app.db.models import Pool, TaskInstance
 from app.scheduler.capacity import ACTIVE_STATES
+from app.scheduler.queueing import relabel_pool_waits
 from app.scheduler.wakeup import wake_scheduler
 from weir.errors import Conflict, NotFound
 from weir.states import TaskState
@@ -152,6 +153,7 @@ async def create_pool(
     await session.flush()
     await record(session, principal, "pool.create", body.name, service.clock.now(),
                  detail={"slots": body.slots})  # fmt: skip
+    await relabel_pool_waits(session, body.name, body.slots)
     await wake_scheduler(session)  # tasks waiting with pool_missing may go now
     return (await _public(session, [pool]))[0]
 
@@ -169,6 +171,7 @@ async def update_pool(
     await session.flush()
     await record(session, principal, "pool.update", name, service.clock.now(),
                  detail=body.model_dump(exclude_unset=True, exclude={"description"}))  # fmt: skip
+    await relabel_pool_waits(session, name, pool.slots)
     await wake_scheduler(session)  # more slots: waiting tasks may go now
     return (await _public(session, [pool]))[0]
 
@@ -179,5 +182,6 @@ async def delete_pool(name: str, session: Session, service: Service, principal: 
     if name == DEFAULT_POOL:
         raise Conflict(f"{DEFAULT_POOL!r} cannot be deleted: tasks that name no pool use it.")
     await session.delete(await _get_pool(session, name))
+    await relabel_pool_waits(session, name, None)
     await record(session, principal, "pool.delete", name, service.clock.now())
     return Response(status_code=204)
