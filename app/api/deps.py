@@ -11,12 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.scheduler.wakeup import WAKE_RELAY, WAKE_SCHEDULER
 from app.state import ServiceState
 
-__all__ = ["Service", "Session", "get_service"]
+__all__ = ["Service", "Session", "get_service", "service_of"]
 
 
-def get_service(request: Request) -> ServiceState:
+def service_of(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.weir
     return state
+
+
+async def get_service(request: Request) -> ServiceState:
+    """``service_of`` as a dependency. Async on purpose, as every dependency: FastAPI runs a
+    plain ``def`` one in a thread pool, a thread hand-off on every request
+    (``tests/unit/test_async_dependencies.py``)."""
+    return service_of(request)
 
 
 Service = Annotated[ServiceState, Depends(get_service)]

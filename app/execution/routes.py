@@ -51,7 +51,7 @@ router = APIRouter(
 )
 
 
-def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+async def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "Missing attempt token.", {"WWW-Authenticate": "Bearer"})

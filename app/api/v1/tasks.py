@@ -121,7 +121,7 @@ class TaskInstancesPublic(BaseModel):
     total: int = Field(description="Instances matching the filters, on every page.")
 
 
-def _broker_view(request: Request) -> BrokerView:
+async def _broker_view(request: Request) -> BrokerView:
     view: BrokerView = request.app.state.loops.relay
     return view
 

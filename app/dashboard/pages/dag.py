@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from app.api.deps import Service, Session, get_service
+from app.api.deps import Service, Session, service_of
 from app.api.pagination import Page, paginate
 from app.dashboard.graph_layout import layout_dag
 from app.dashboard.live import live_view
@@ -340,7 +340,7 @@ async def live_dag(
     dag = await session.get(Dag, params.get("dag_id", ""))
     if dag is None or query.tab not in LIVE_TABS:
         return {}
-    context = await _tab_context(session, get_service(request), dag, query)
+    context = await _tab_context(session, service_of(request), dag, query)
     context.update(request=request, ui=ui, live_tabs=LIVE_TABS, run_url=run_url)
     template = templates.get_template(f"partials/dag_page_{query.tab}.html")
     return {f"dag-page-{query.tab}": template.render(context)}

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import Service, Session, get_service
+from app.api.deps import Service, Session, service_of
 from app.api.pagination import Page, paginate
 from app.dags_service import RunSquare, known_tags, last_runs, set_paused, with_any_tag
 from app.dashboard.live import live_view
@@ -186,7 +186,7 @@ async def live_dags(
     request: Request, session: AsyncSession, ui: UiSession, query: Mapping[str, str]
 ) -> dict[str, str]:
     filters = DagFilters.from_query(query)
-    context = await _table_context(session, get_service(request).versions, filters)
+    context = await _table_context(session, service_of(request).versions, filters)
     context.update(request=request, ui=ui)
     return {
         "dag-table": templates.get_template("partials/dag_table.html").render(context),

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import Service, Session, get_service
+from app.api.deps import Service, Session, service_of
 from app.api.v1.dags import IdPath
 from app.api.v1.runs import get_run
 from app.audit import record
@@ -106,7 +106,7 @@ async def wait_reasons(
 ) -> WaitReasons:
     """``ti.id -> (wait_code, wait_reason)`` for the first waiting instances ("why is it not
     running?", ``app.scheduler.reasons``); beyond ``MAX_EXPLAINED`` the stored reason shows."""
-    service, broker = get_service(request), broker_view(request)
+    service, broker = service_of(request), broker_view(request)
     reasons: WaitReasons = {}
     for ti in instances:
         if len(reasons) >= MAX_EXPLAINED:
@@ -151,7 +151,7 @@ async def _context(request: Request, session: AsyncSession, dag_id: str, run_id:
     if total == MAX_INSTANCES:
         count = select(func.count()).where(TaskInstance.dag_run_id == run.id)
         total = int(await session.scalar(count) or 0)
-    now = get_service(request).clock.now()
+    now = service_of(request).clock.now()
     bars, span = gantt_bars(instances, run.start_date, now)
     return {
         "dag_id": dag_id,

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.deps import Service, Session, get_service
+from app.api.deps import Service, Session, service_of
 from app.api.v1.dags import IdPath
 from app.api.v1.runs import get_run
 from app.api.v1.tasks import get_task_instance
@@ -68,7 +68,7 @@ async def _context(
     ti = await get_task_instance(session, dag_id, run_id, task_id, map_index)
     if pinned is not None and pinned > ti.attempt:
         raise NotFound(f"Task {task_id!r} has no attempt {pinned} yet; it is at {ti.attempt}.")
-    structure = await get_service(request).versions.get(session, run.version_id)
+    structure = await service_of(request).versions.get(session, run.version_id)
     attempts = (
         await session.scalars(
             select(TaskAttempt)
