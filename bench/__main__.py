@@ -27,14 +27,15 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from bench.figures import judge
+from bench.figures import Figure, judge
 from bench.profiling import Profiler
 from bench.progress import SuiteProgress
 from bench.report import (
@@ -49,7 +50,7 @@ from bench.report import (
 from bench.scenarios import SCENARIOS
 from bench.session import Sizes
 from bench.setups import SETUPS
-from bench.suite import SuiteConfig, run_suite
+from bench.suite import Outcome, SuiteConfig, run_suite
 from weir.runtime import configure_logging
 
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -105,7 +106,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _config(args: argparse.Namespace, profiler: Profiler) -> SuiteConfig:
+def _config(
+    args: argparse.Namespace, profiler: Profiler, checkpoint: Callable[[Outcome], object]
+) -> SuiteConfig:
     sizes = Sizes(
         width=args.width,
         length=args.length,
@@ -128,6 +131,7 @@ def _config(args: argparse.Namespace, profiler: Profiler) -> SuiteConfig:
         concurrency=args.concurrency,
         with_bound=not args.no_bound,
         profiler=profiler,
+        checkpoint=checkpoint,
     )
 
 
@@ -141,33 +145,54 @@ def _caption(args: argparse.Namespace) -> str:
     )
 
 
+@dataclass
+class _ResultFile:
+    """The JSON file: rewritten after every scenario (``"complete": false``) and at the end."""
+
+    args: argparse.Namespace
+    setups: list[str]
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    clock: float = field(default_factory=time.monotonic)
+
+    @property
+    def path(self) -> Path:
+        output: Path | None = self.args.output
+        return output or default_path(self.started)
+
+    def write(self, outcome: Outcome, *, complete: bool) -> tuple[list[Figure], list[str]]:
+        figures = judge(outcome.figures, outcome.bound)
+        notes = [*outcome.notes, *growth_notes(figures)]
+        config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.args).items()}
+        meta: dict[str, Any] = {
+            "date": self.started.isoformat(),
+            "complete": complete,
+            "duration_s": time.monotonic() - self.clock,
+            **environment(),
+            "load_average": os.getloadavg(),
+            "setups": {name: SETUPS[name].label for name in self.setups},
+            "config": {**config, "output": str(self.args.output) if self.args.output else None},
+            "errors": outcome.errors,
+        }
+        write_json(self.path, meta, outcome.bound, figures, notes)
+        return figures, notes
+
+
 def _run_bench(args: argparse.Namespace) -> int:
-    started, clock = datetime.now(UTC), time.monotonic()
-    profile_dir = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-profile" if args.profile else None
-    config = _config(args, Profiler(profile_dir))
+    results = _ResultFile(args, _BACKENDS[args.backend])
+    profile_dir = RESULTS / f"{results.started:%Y%m%dT%H%M%SZ}-profile" if args.profile else None
+    config = _config(args, Profiler(profile_dir), lambda o: results.write(o, complete=False))
     with SuiteProgress(console, config.steps) as progress:
         outcome = asyncio.run(run_suite(config, progress))
-    figures = judge(outcome.figures, outcome.bound)
-    notes = [*outcome.notes, *growth_notes(figures)]
+    figures, notes = results.write(outcome, complete=True)
     print_figures(console, figures, config.setups, _caption(args))
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     for error in outcome.errors:
         console.print(f"[red]not measured: {error}[/]")
-    meta: dict[str, Any] = {
-        "date": started.isoformat(),
-        "duration_s": time.monotonic() - clock,
-        **environment(),
-        "load_average_at_end": os.getloadavg(),
-        "setups": {name: SETUPS[name].label for name in config.setups},
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
-        "errors": outcome.errors,
-    }
-    meta["config"]["output"] = str(args.output) if args.output else None
-    path = write_json(args.output or default_path(started), meta, outcome.bound, figures, notes)
     if profile_dir is not None:
         print_profiles(console, profile_dir)
-    console.print(f"results: {path}\nthe whole bench took {meta['duration_s']:.1f} s")
+    took = time.monotonic() - results.clock
+    console.print(f"results: {results.path}\nthe whole bench took {took:.1f} s")
     return 1 if outcome.errors else 0
 
 

@@ -4,8 +4,9 @@ once per setup, whichever scenario asks first)."""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from bench import dags
@@ -37,7 +38,11 @@ class Sizes:
 
 @dataclass
 class Bench:
-    """One setup's measuring session: what every scenario needs, and what they share."""
+    """One setup's measuring session: what every scenario needs, and what they share.
+
+    ``figures`` and ``notes`` may be the suite's own lists, which then grow as figures are made.
+    A fan-out or set of runs that failed is remembered as failed: a later scenario asking for the
+    same size fails at once instead of spending another ``timeout`` on it."""
 
     deployment: Deployment
     sizes: Sizes
@@ -47,6 +52,7 @@ class Bench:
     notes: list[str] = field(default_factory=list)
     fanouts: dict[tuple[TaskKind, int], tuple[RunSample, MemoryPeaks]] = field(default_factory=dict)
     concurrent: dict[int, RunSample] = field(default_factory=dict)
+    failed: dict[tuple[str, int], Exception] = field(default_factory=dict)
 
     @property
     def setup(self) -> str:
@@ -65,7 +71,10 @@ class Bench:
         """One measured run of the fan-out, with the memory peaks during it (run once)."""
         if (kind, width) not in self.fanouts:
             shape = dags.fanout(width, kind)
-            with self.progress.step(f"{self.setup}: fan-out of {width} ({kind})") as step:
+            with (
+                self.progress.step(f"{self.setup}: fan-out of {width} ({kind})") as step,
+                self._remembering_failure(f"fanout-{kind}", width),
+            ):
                 async with watch_memory(self.deployment.pids) as peaks:
                     sample = await measure_run(
                         self.deployment, shape, timeout=self.timeout, step=step
@@ -78,12 +87,25 @@ class Bench:
         """``count`` runs of the small DAG triggered together (run once)."""
         if count not in self.concurrent:
             shape = dags.small(self.sizes.run_tasks)
-            with self.progress.step(f"{self.setup}: {count} concurrent runs") as step:
+            with (
+                self.progress.step(f"{self.setup}: {count} concurrent runs") as step,
+                self._remembering_failure("runs", count),
+            ):
                 self.concurrent[count] = await measure_runs(
                     self.deployment, shape, count, timeout=self.timeout, step=step
                 )
             self._log(f"{count:,} runs of {shape.task_count} tasks", sample=self.concurrent[count])
         return self.concurrent[count]
+
+    @contextlib.contextmanager
+    def _remembering_failure(self, what: str, size: int) -> Iterator[None]:
+        if (what, size) in self.failed:
+            raise self.failed[what, size]
+        try:
+            yield
+        except Exception as error:
+            self.failed[what, size] = error
+            raise
 
     def _log(self, what: str, sample: RunSample) -> None:
         """A line as soon as a (long) measurement is done, before its scenario ends."""

@@ -9,7 +9,7 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +39,9 @@ class SuiteConfig:
     concurrency: int
     with_bound: bool
     profiler: Profiler
+    checkpoint: Callable[[Outcome], object] = lambda outcome: None
+    """Called after the bound and after every scenario, so a long run that is stopped half-way
+    (or killed) has kept what it measured."""
 
     @property
     def steps(self) -> int:
@@ -62,6 +65,7 @@ async def run_suite(config: SuiteConfig, progress: SuiteProgress) -> Outcome:
     outcome = Outcome()
     if config.with_bound:
         await _measure_bound(config.sizes, progress, outcome)
+        config.checkpoint(outcome)
     for name in config.setups:
         await _bench_setup(SETUPS[name], config, progress, outcome)
     return outcome
@@ -91,7 +95,6 @@ async def _bench_setup(
     file) is kept when something failed, so the processes' logs can be read."""
     workdir = Path(tempfile.mkdtemp(prefix=f"weir-bench-{setup.name}-"))
     failures = len(outcome.errors)
-    bench: Bench | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
             started = time.monotonic()
@@ -108,13 +111,18 @@ async def _bench_setup(
                 )
                 await _prepare(deployment, shapes, config)
             progress.log(f"{setup.name:<9} started      ({time.monotonic() - started:5.1f} s)")
-            bench = Bench(deployment, config.sizes, config.timeout, progress)
+            bench = Bench(
+                deployment,
+                config.sizes,
+                config.timeout,
+                progress,
+                figures=outcome.figures,
+                notes=outcome.notes,
+            )
             await _run_scenarios(bench, config, progress, outcome)
     except (Exception, pytest.skip.Exception) as error:
         outcome.fail(progress, setup.name, error)
-    if bench is not None:
-        outcome.figures.extend(bench.figures)
-        outcome.notes.extend(bench.notes)
+        config.checkpoint(outcome)
     if len(outcome.errors) > failures:
         progress.log(f"[yellow]{setup.name}: logs and files kept in {workdir}[/]")
     else:
@@ -139,8 +147,10 @@ async def _run_scenarios(
                 await SCENARIOS[name](bench)
             except Exception as error:
                 outcome.fail(progress, f"{bench.setup} {name}", error)
+                config.checkpoint(outcome)
                 bench.deployment.check_alive()  # a dead process ends the setup
                 continue
+        config.checkpoint(outcome)
         shown = ", ".join(
             f"{f.metric}{'' if f.size is None else f'@{f.size:,}'} {f.value:,.2f} {f.unit}"
             for f in bench.figures[before:]

@@ -124,7 +124,7 @@ async def test_the_whole_suite_produces_every_figure_on_both_setups(tmp_path: Pa
     assert code == 0, printed[-6000:]
     document = json.loads(output.read_text())
     meta = document["meta"]
-    assert meta["errors"] == []
+    assert meta["errors"] == [] and meta["complete"] is True
     assert meta["date"] and meta["git_commit"]
     assert set(meta["machine"]) == {"cpu_model", "cores", "ram_gb"}
     assert "bound" in document
