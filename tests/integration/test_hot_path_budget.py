@@ -170,9 +170,8 @@ def cost_per(spent: Counters, units: int) -> Cost:
 def report(title: str, spent: Counters, units: int, cost: Cost, budget: Cost) -> str:
     """The figures, as ``-s`` prints them and as a failure shows them."""
     checkouts = hot_path_sum(spent, "checkouts") / units
-    # asyncpg: BEGIN + COMMIT per transaction. A check-out is pinged only after a second idle
-    # (app.db.engine.PING_AFTER_IDLE), which a busy hot path never is.
-    round_trips = cost.statements + 2 * cost.transactions
+    # asyncpg: BEGIN + COMMIT per transaction, BEGIN + ";" + ROLLBACK per pre-pinged check-out.
+    round_trips = cost.statements + 2 * cost.transactions + 3 * checkouts
     by_component = ", ".join(
         f"{label} " + "/".join(f"{spent[(name, label)]:.0f}" for name in DATABASE_COUNTERS)
         for (name, label) in sorted(spent)
@@ -188,9 +187,9 @@ def report(title: str, spent: Counters, units: int, cost: Cost, budget: Cost) ->
         f"  statements   {cost.statements:7.2f}  (budget {budget.statements:.2f})\n"
         f"  transactions {cost.transactions:7.2f}  (budget {budget.transactions:.2f})\n"
         f"  requests     {cost.requests:7.2f}  (budget {budget.requests:.2f}; execution API)\n"
-        f"  check-outs   {checkouts:7.2f}  (not budgeted)\n"
-        f"  ~ PostgreSQL round trips {round_trips:.1f} (statements + 2 * transactions; "
-        "prepares and idle pings not seen)\n"
+        f"  check-outs   {checkouts:7.2f}  (not budgeted; each a pre-ping)\n"
+        f"  ~ PostgreSQL round trips {round_trips:.1f} (statements + 2 * transactions + 3 * "
+        "check-outs; prepares not seen)\n"
         f"  statements/transactions/check-outs by component, whole run: {by_component}\n"
         f"  HTTP requests by surface, whole run: {requests}\n"
         "  budget and how to change it: docs/decisions/hot-path-budget.md"
