@@ -181,9 +181,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     results = _ResultFile(args, _BACKENDS[args.backend])
     profile_dir = RESULTS / f"{results.started:%Y%m%dT%H%M%SZ}-profile" if args.profile else None
     config = _config(args, Profiler(profile_dir), lambda o: results.write(o, complete=False))
+    outcome = Outcome()
     with SuiteProgress(console, config.steps) as progress:
-        outcome = asyncio.run(run_suite(config, progress))
-    figures, notes = results.write(outcome, complete=True)
+        asyncio.run(run_suite(config, progress, outcome))
+    figures, notes = results.write(outcome, complete=not outcome.interrupted)
     print_figures(console, figures, config.setups, _caption(args))
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")

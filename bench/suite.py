@@ -5,8 +5,10 @@ cannot start, or whose processes died, is recorded and the next setup runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -55,20 +57,35 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     bound: Mapping[str, float] | None = None
+    interrupted: bool = False
 
     def fail(self, progress: SuiteProgress, what: str, error: BaseException) -> None:
         progress.log(f"[red]{what}: {error}[/]")
         self.errors.append(f"{what}: {error!r}")
 
 
-async def run_suite(config: SuiteConfig, progress: SuiteProgress) -> Outcome:
-    outcome = Outcome()
+async def run_suite(config: SuiteConfig, progress: SuiteProgress, outcome: Outcome) -> None:
+    """Fill ``outcome``; on SIGTERM stop what runs (its Weir stopped, its database dropped) and
+    say so in ``outcome`` instead of dying with processes and databases left behind."""
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, main.cancel)
+    try:
+        await _run_all(config, progress, outcome)
+    except asyncio.CancelledError:
+        outcome.interrupted = True
+        outcome.errors.append("interrupted by SIGTERM: only the figures before it were measured")
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+async def _run_all(config: SuiteConfig, progress: SuiteProgress, outcome: Outcome) -> None:
     if config.with_bound:
         await _measure_bound(config.sizes, progress, outcome)
         config.checkpoint(outcome)
     for name in config.setups:
         await _bench_setup(SETUPS[name], config, progress, outcome)
-    return outcome
 
 
 async def _measure_bound(sizes: Sizes, progress: SuiteProgress, outcome: Outcome) -> None:
@@ -123,10 +140,11 @@ async def _bench_setup(
     except (Exception, pytest.skip.Exception) as error:
         outcome.fail(progress, setup.name, error)
         config.checkpoint(outcome)
-    if len(outcome.errors) > failures:
-        progress.log(f"[yellow]{setup.name}: logs and files kept in {workdir}[/]")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        if len(outcome.errors) > failures:
+            progress.log(f"[yellow]{setup.name}: logs and files kept in {workdir}[/]")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _prepare(deployment: Deployment, shapes: list[DagShape], config: SuiteConfig) -> None:
