@@ -166,6 +166,11 @@ def _count_statement(connection: Connection, *_: Any) -> None:
 
 
 def _count_transaction(connection: Connection) -> None:
+    """Counted at commit or rollback. A connection that died mid-transaction is rolled back
+    while invalid: reading its ``info`` then raises ``PendingRollbackError``, which would turn
+    an outage's 503 into a 500, so such a rollback is not counted (it sent nothing)."""
+    if connection.invalidated:
+        return
     component = connection.info.pop(_TRANSACTION_OF, None)
     if component is not None:  # None: no statement, so no BEGIN was sent either
         _TRANSACTIONS[component].inc()
