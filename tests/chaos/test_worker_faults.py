@@ -182,7 +182,9 @@ async def test_a_shell_task_ends_when_its_shell_exits_and_stops_what_it_left_beh
         seconds = _seconds_between(detail["start_date"], detail["end_date"])
         figures.update(task_seconds=round(seconds, 2))
         assert detail["state"] == "success", (detail, log)
-        assert seconds < 2.0, f"the task ran {seconds:.1f} s, not until its shell exited:\n{log}"
+        # The shell exits at once; the 45 s its leftover sleeps would have held the task are the
+        # failure. 2 s was too tight for a loaded CI machine (1.95 s, then 2.1 s were measured).
+        assert seconds < 5.0, f"the task ran {seconds:.1f} s, not until its shell exited:\n{log}"
         assert re.search(r"left .*running.*stopping", log, re.IGNORECASE | re.DOTALL), log
 
         async def orphan_gone() -> bool:
