@@ -169,6 +169,7 @@ class _ResultFile:
             "duration_s": time.monotonic() - self.clock,
             **environment(),
             "load_average": os.getloadavg(),
+            "bench_cpu_s": time.process_time(),  # the bench's own, not counted in any figure
             "setups": {name: SETUPS[name].label for name in self.setups},
             "config": {**config, "output": str(self.args.output) if self.args.output else None},
             "errors": outcome.errors,

@@ -60,11 +60,18 @@ def _parents() -> dict[int, int]:
     return found
 
 
-def descendants(pid: int) -> list[int]:
-    """The living descendants of ``pid`` (children, grandchildren, …)."""
+def _children() -> dict[int, list[int]]:
+    """Every living process's children (one pass over ``/proc``)."""
     children: dict[int, list[int]] = {}
     for child, parent in _parents().items():
         children.setdefault(parent, []).append(child)
+    return children
+
+
+def descendants(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """The living descendants of ``pid`` (children, grandchildren, …); ``children`` is a
+    ``_children()`` already read, to read ``/proc`` once for several processes."""
+    children = _children() if children is None else children
     found: list[int] = []
     pending = list(children.get(pid, ()))
     while pending:
@@ -138,22 +145,24 @@ class MemoryPeaks:
     when only the samples (every ``interval``) saw it."""
 
     def sample(self, pids: Mapping[str, int]) -> None:
+        tree = _children()
         for role, pid in pids.items():
             now = rss_mb(pid)
             if now is not None:
                 self.process_mb[role] = max(self.process_mb.get(role, 0.0), now)
-            children = [pss_mb(child) for child in descendants(pid)]
+            children = [pss_mb(child) for child in descendants(pid, tree)]
             total = sum(mb for mb in children if mb is not None)
             self.children_mb[role] = max(self.children_mb.get(role, 0.0), total)
 
 
 @contextlib.asynccontextmanager
 async def watch_memory(
-    pids: Mapping[str, int], interval: float = 0.25
+    pids: Mapping[str, int], interval: float = 1.0
 ) -> AsyncIterator[MemoryPeaks]:
     """Sample the RSS of ``pids`` (role → pid) until the block ends; the peaks are complete when
     it has ended. The kernel's own peak is reset first where allowed, so a spike between two
-    samples is still seen."""
+    samples is still seen (each sample reads all of ``/proc``: the bench shares the machine
+    with what it measures, so it samples sparingly)."""
     peaks = MemoryPeaks(exact={role: _reset_peak(pid) for role, pid in pids.items()})
 
     async def sample_forever() -> None:

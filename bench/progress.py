@@ -45,6 +45,7 @@ class SuiteProgress:
             TimeElapsedColumn(),
             console=console,
             transient=True,
+            refresh_per_second=2,  # the bench shares the machine with what it measures
         )
         self._suite = self._progress.add_task("bench", total=steps)
 
