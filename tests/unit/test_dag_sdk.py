@@ -57,6 +57,49 @@ def test_repeated_calls_get_numbered_ids_and_override_names_one() -> None:
     assert list(fan_out().tasks) == ["extract", "extract__1", "extract_eu", "extract__2"]
 
 
+class _CountingTasks(dict[str, Any]):
+    """A DAG's task table that counts the lookups made in it."""
+
+    lookups = 0
+
+    def __contains__(self, key: object) -> bool:
+        self.lookups += 1
+        return super().__contains__(key)
+
+
+def test_numbered_ids_skip_explicit_ones_and_cost_no_more_per_task_as_the_dag_grows() -> None:
+    built = Dag("wide", fileloc=THIS_FILE)
+    tasks = built.tasks = _CountingTasks()
+    tasks["noop__2"] = None  # an explicit id in the middle of the numbered ones
+    ids = []
+    for _ in range(2_000):
+        ids.append(built.claim_task_id(None, "noop"))
+        tasks[ids[-1]] = None
+
+    assert ids[:4] == ["noop", "noop__1", "noop__3", "noop__4"]
+    assert ids[-1] == "noop__2000"
+    assert tasks.lookups < 3 * len(ids)  # a search from ``noop`` each time made ~2 million
+
+
+def test_a_long_chain_sorts_upstreams_first_with_waves_in_definition_order() -> None:
+    @dag
+    def chain() -> None:
+        previous = extract()
+        for _ in range(1_500):
+            current = notify()
+            previous >> current
+            previous = current
+        load() >> notify()
+
+    built = chain()
+    order = built.topological_order()
+
+    # Waves: the two roots, then both their downstreams (load's is numbered last), then the chain.
+    assert order[:5] == ["extract", "load", "notify", "notify__1500", "notify__1"]
+    assert order[-1] == "notify__1499"
+    assert len(order) == len(built.tasks) == 1_503
+
+
 def test_duplicate_explicit_task_id_is_refused() -> None:
     @dag
     def twice() -> None:
