@@ -1,4 +1,6 @@
-"""Compare-and-set state writes: every task-instance and DAG-run state change is one of these.
+"""Compare-and-set state writes: every task-instance and DAG-run state change is one of these,
+and every attempt record is closed here (``close_attempts``). No other module writes a state
+(``tests/unit/test_state_writes.py``).
 
 Each write is ``UPDATE … WHERE id = :id AND state = :expected [AND attempt = :attempt]`` and tells
 its caller whether it changed a row. A write that matched nothing lost a race or was fenced off: the
@@ -8,20 +10,23 @@ caller decides what that means (the execution API answers 409). Helpers never co
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DagRun, TaskInstance
+from app.db.models import DagRun, TaskAttempt, TaskInstance
 from app.live import mark_changed
 from weir.states import DagRunState, TaskState, check_transition
 
 __all__ = [
     "FINISHED_RUNS",
+    "close_attempts",
     "flag_runs_for_scheduling",
     "set_attempt_states",
     "set_run_state",
+    "set_run_states",
     "set_task_state",
     "set_task_states",
 ]
@@ -146,6 +151,56 @@ async def set_run_state(
     if changed and target in (DagRunState.SUCCESS, DagRunState.FAILED):
         session.info.setdefault(FINISHED_RUNS, {})[dag_run_id] = target
     return changed
+
+
+async def set_run_states(
+    session: AsyncSession,
+    dag_run_ids: Sequence[int],
+    *,
+    expected: DagRunState,
+    target: DagRunState,
+    **values: Any,
+) -> list[int]:
+    """Batch form of ``set_run_state`` (the scheduler's starts). Returns the ids that moved."""
+    if not dag_run_ids:
+        return []
+    check_transition(expected, target)
+    statement = (
+        update(DagRun)
+        .where(DagRun.id.in_(dag_run_ids), DagRun.state == expected)
+        .values(state=target, **values)
+        .returning(DagRun.id)
+        .execution_options(synchronize_session=False)
+    )
+    moved = list((await session.scalars(statement)).all())
+    if moved:
+        mark_changed(session)
+    if target in (DagRunState.SUCCESS, DagRunState.FAILED):
+        session.info.setdefault(FINISHED_RUNS, {}).update(dict.fromkeys(moved, target))
+    return moved
+
+
+async def close_attempts(
+    session: AsyncSession,
+    attempts: Sequence[tuple[int, int]],
+    *,
+    state: TaskState,
+    now: datetime,
+    error: str | None = None,
+) -> None:
+    """End the records of these ``(task instance id, attempt)``: the one place an attempt is
+    closed, however it ended (its worker's report, a lost lease, a sensor's reschedule, a
+    user's mark or clear, a run's timeout). ``state`` is how the attempt ended, which is not
+    always where its instance went (a lost attempt ends ``up_for_retry`` while its instance is
+    scheduled again). The caller has already moved the instances, fenced on these attempts."""
+    if not attempts:
+        return
+    await session.execute(
+        update(TaskAttempt)
+        .where(tuple_(TaskAttempt.task_instance_id, TaskAttempt.attempt).in_(attempts))
+        .values(state=state, end_date=now, error=error)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def flag_runs_for_scheduling(session: AsyncSession, dag_run_ids: Sequence[int]) -> None:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import AttemptLog, TaskAttempt, TaskInstance, XCom
-from app.db.transitions import flag_runs_for_scheduling, set_attempt_states
+from app.db.models import AttemptLog, TaskInstance, XCom
+from app.db.transitions import close_attempts, set_attempt_states
 from app.live import LOG, mark_changed
 from app.scheduler.outcomes import record_failure, record_lost, record_reschedule
 from app.scheduler.versions import VersionCache
@@ -51,7 +51,9 @@ class ReportRefused:
 @dataclass
 class Reports:
     answers: list[TaskState | ReportRefused]  # in the order of the finishes
-    succeeded_in: set[int] = field(default_factory=set)  # runs flagged by a success
+    # The tasks that succeeded, by run: ``frontier.advance_reported`` follows them in the same
+    # transaction (the runs are not flagged: that would hand them to the scheduler's full pass).
+    succeeded_in: dict[int, set[str]] = field(default_factory=dict)
 
 
 async def finish_attempts(
@@ -60,7 +62,7 @@ async def finish_attempts(
     """Record how each attempt ended; answers (the task's new state, or 409) in order."""
     answers: dict[int, TaskState | ReportRefused] = {}
     successes = [(i, f) for i, f in enumerate(finishes) if f.report.state == "success"]
-    runs: set[int] = set()
+    runs: dict[int, set[str]] = {}
     for i, state in (await _succeed(session, [f for _, f in successes], now, runs)).items():
         answers[successes[i][0]] = state
     others = [(i, f) for i, f in enumerate(finishes) if f.report.state != "success"]
@@ -74,7 +76,7 @@ async def finish_attempts(
 
 
 async def _succeed(
-    session: AsyncSession, finishes: Sequence[Finish], now: datetime, runs: set[int]
+    session: AsyncSession, finishes: Sequence[Finish], now: datetime, runs: dict[int, set[str]]
 ) -> dict[int, TaskState | ReportRefused]:
     """``running -> success`` for every attempt still current, with its result and log."""
     if not finishes:
@@ -91,7 +93,9 @@ async def _succeed(
     won = [f for f in _first_per_attempt(finishes) if f.task_instance_id in moved]
     if won:
         await _store_success(session, won, moved, now)
-        runs.update(moved[f.task_instance_id].dag_run_id for f in won)
+        for f in won:
+            row = moved[f.task_instance_id]
+            runs.setdefault(row.dag_run_id, set()).add(row.task_id)
     return {
         i: TaskState.SUCCESS
         if f.task_instance_id in moved
@@ -125,22 +129,17 @@ async def _store_success(
             for f in won
         ],
     )
-    await session.execute(
-        update(TaskAttempt)
-        .where(
-            tuple_(TaskAttempt.task_instance_id, TaskAttempt.attempt).in_(
-                [(f.task_instance_id, f.report.attempt) for f in won]
-            )
-        )
-        .values(state=TaskState.SUCCESS, end_date=now, error=None)
-        .execution_options(synchronize_session=False)
+    await close_attempts(
+        session,
+        [(f.task_instance_id, f.report.attempt) for f in won],
+        state=TaskState.SUCCESS,
+        now=now,
     )
     await _insert_logs(
         session,
         [LogText(f.task_instance_id, f.report.attempt, f.report.log or "") for f in won],
         now,
     )
-    await flag_runs_for_scheduling(session, [moved[f.task_instance_id].dag_run_id for f in won])
 
 
 async def _finish_one(

@@ -25,8 +25,13 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DagRun, TaskAttempt, TaskInstance, XCom
-from app.db.transitions import flag_runs_for_scheduling, set_run_state, set_task_state
+from app.db.models import DagRun, TaskInstance, XCom
+from app.db.transitions import (
+    close_attempts,
+    flag_runs_for_scheduling,
+    set_run_state,
+    set_task_state,
+)
 from app.scheduler.versions import DagStructure
 from weir.errors import Conflict, InvalidRequest
 from weir.states import FINISHED_DAG_RUN_STATES, DagRunState, TaskState
@@ -181,14 +186,9 @@ async def _reset(
         raise Conflict(f"Task {ti.task_id!r} changed while it was being cleared; try again.")
     await session.execute(delete(XCom).where(XCom.task_instance_id == ti.id))
     if state is TaskState.RUNNING:
-        await session.execute(
-            update(TaskAttempt)
-            .where(TaskAttempt.task_instance_id == ti.id, TaskAttempt.attempt == ti.attempt)
-            .values(
-                state=TaskState.FAILED,
-                end_date=now,
-                error=f"Cleared by {actor} while it ran; its worker's reports are refused.",
-            )
+        error = f"Cleared by {actor} while it ran; its worker's reports are refused."
+        await close_attempts(
+            session, [(ti.id, ti.attempt)], state=TaskState.FAILED, now=now, error=error
         )
 
 

@@ -21,11 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DagRun, TaskAttempt, TaskInstance
-from app.db.transitions import flag_runs_for_scheduling, set_run_state, set_task_state
+from app.db.models import DagRun, TaskInstance
+from app.db.transitions import (
+    close_attempts,
+    flag_runs_for_scheduling,
+    set_run_state,
+    set_task_state,
+)
 from app.scheduler.clearing import downstream_closure, lock_task_instances
 from app.scheduler.versions import DagStructure
 from weir.errors import Conflict
@@ -102,23 +106,10 @@ async def _mark_instances(
         if not moved:  # the rows are locked: only a bug could get here
             raise Conflict(f"Task {ti.task_id!r} changed while it was being marked; try again.")
         if state is TaskState.RUNNING:
-            await _close_attempt(session, ti, target, actor, now)
+            error = f"Marked {target} by {actor} while it ran; its worker's reports are refused."
+            await close_attempts(session, [(ti.id, ti.attempt)], state=target, now=now, error=error)
         changed.append((ti, state))
     return changed
-
-
-async def _close_attempt(
-    session: AsyncSession, ti: TaskInstance, target: TaskState, actor: str, now: datetime
-) -> None:
-    await session.execute(
-        update(TaskAttempt)
-        .where(TaskAttempt.task_instance_id == ti.id, TaskAttempt.attempt == ti.attempt)
-        .values(
-            state=target,
-            end_date=now,
-            error=f"Marked {target} by {actor} while it ran; its worker's reports are refused.",
-        )
-    )
 
 
 async def _settle_finished_run(

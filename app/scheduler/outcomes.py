@@ -16,11 +16,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, DagVersion, TaskAttempt, TaskInstance
-from app.db.transitions import flag_runs_for_scheduling, set_task_state
+from app.db.transitions import close_attempts, flag_runs_for_scheduling, set_task_state
 from app.scheduler.versions import VersionCache
 from weir.retries import retry_delay_for
 from weir.states import TaskState
@@ -56,7 +56,7 @@ async def record_failure(
     )
     if not moved:
         return None
-    await _close_attempt(session, ti.id, attempt, target, now, error)
+    await close_attempts(session, [(ti.id, attempt)], state=target, now=now, error=error)
     if not retry:
         await flag_runs_for_scheduling(session, [ti.dag_run_id])
     return target
@@ -91,7 +91,9 @@ async def record_lost(
     if not moved:
         return None
     error = f"{reason} It runs again as attempt {attempt + 1}, without using one of its retries."
-    await _close_attempt(session, ti.id, attempt, TaskState.UP_FOR_RETRY, now, error)
+    await close_attempts(
+        session, [(ti.id, attempt)], state=TaskState.UP_FOR_RETRY, now=now, error=error
+    )
     return TaskState.SCHEDULED
 
 
@@ -128,7 +130,7 @@ async def _fail_lost(
     )
     if not moved:
         return None
-    await _close_attempt(session, ti.id, attempt, TaskState.FAILED, now, error)
+    await close_attempts(session, [(ti.id, attempt)], state=TaskState.FAILED, now=now, error=error)
     await flag_runs_for_scheduling(session, [ti.dag_run_id])
     return TaskState.FAILED
 
@@ -155,21 +157,6 @@ async def load_task_instance(session: AsyncSession, task_instance_id: int) -> Ta
     return (
         await session.scalars(select(TaskInstance).where(TaskInstance.id == task_instance_id))
     ).first()
-
-
-async def _close_attempt(
-    session: AsyncSession,
-    ti_id: int,
-    attempt: int,
-    state: TaskState,
-    now: datetime,
-    error: str | None,
-) -> None:
-    await session.execute(
-        update(TaskAttempt)
-        .where(TaskAttempt.task_instance_id == ti_id, TaskAttempt.attempt == attempt)
-        .values(state=state, end_date=now, error=error)
-    )
 
 
 async def record_reschedule(
@@ -201,7 +188,7 @@ async def record_reschedule(
     )
     if not moved:
         return None
-    await _close_attempt(session, ti.id, attempt, TaskState.UP_FOR_RESCHEDULE, now, None)
+    await close_attempts(session, [(ti.id, attempt)], state=TaskState.UP_FOR_RESCHEDULE, now=now)
     return TaskState.UP_FOR_RESCHEDULE
 
 
@@ -218,7 +205,7 @@ async def _time_out(
     )  # fmt: skip
     if not moved:
         return None
-    await _close_attempt(session, ti.id, attempt, target, now, error)
+    await close_attempts(session, [(ti.id, attempt)], state=target, now=now, error=error)
     await flag_runs_for_scheduling(session, [ti.dag_run_id])
     return target
 

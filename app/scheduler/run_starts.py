@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Backfill, Dag, DagRun, DagVersion
+from app.db.transitions import set_run_states
 from app.scheduler.capacity import dag_option, lock_capacity
 from weir.states import DagRunState
 
@@ -50,13 +51,14 @@ async def start_queued_runs(session: AsyncSession, now: datetime) -> int:
     await lock_capacity(session, (), dags)
     room = await _room(session, dags)
     ids = await _oldest_with_room(session, dags, room)
-    if ids:
-        await session.execute(
-            update(DagRun)
-            .where(DagRun.id.in_(ids), DagRun.state == DagRunState.QUEUED)
-            .values(state=DagRunState.RUNNING, start_date=now, needs_scheduling=True)
-            .execution_options(synchronize_session=False)
-        )
+    await set_run_states(
+        session,
+        ids,
+        expected=DagRunState.QUEUED,
+        target=DagRunState.RUNNING,
+        start_date=now,
+        needs_scheduling=True,
+    )
     return len(ids)
 
 

@@ -12,11 +12,11 @@ import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import DagRun, TaskAttempt, TaskInstance
-from app.db.transitions import set_run_state, set_task_states
+from app.db.models import DagRun, TaskInstance
+from app.db.transitions import close_attempts, set_run_state, set_task_states
 from app.execution.tokens import AttemptTokens
 from app.scheduler.outcomes import record_lost
 from app.scheduler.queueing import queue_attempts
@@ -203,10 +203,5 @@ async def _fail_task_instances(
             session, ids, expected=state, target=TaskState.FAILED, end_date=now,
             lease_expires_at=None, next_retry_at=None,
         )  # fmt: skip
-    for ti_id, state, attempt in rows:
-        if state is TaskState.RUNNING:
-            await session.execute(
-                update(TaskAttempt)
-                .where(TaskAttempt.task_instance_id == ti_id, TaskAttempt.attempt == attempt)
-                .values(state=TaskState.FAILED, end_date=now, error=error)
-            )
+    running = [(ti_id, attempt) for ti_id, state, attempt in rows if state is TaskState.RUNNING]
+    await close_attempts(session, running, state=TaskState.FAILED, now=now, error=error)
