@@ -6,6 +6,12 @@ so a file is executed once per version and an edited file is imported afresh. Wh
 disk differs from the claim's hash, the worker warns and runs what is on disk. The bytes that are
 hashed are the bytes that are executed, so the cache key always matches the code that runs.
 
+Reading and hashing the file is done once per ``(file, version the service names)``, not per task:
+what it gave is remembered, so a task and its callbacks (and every other task of that version)
+find their DAG with one dictionary lookup, on the event loop, without a thread or a ``stat``.
+A file changed on disk under an unchanged version is therefore not seen until the service parses
+it and names the new version, which is what the service schedules from anyway.
+
 Each cached version is its own module (``weir_worker_dag_<path>_<hash>``), registered in
 ``sys.modules`` while it is cached because dataclasses, typing and pickle look modules up by
 name. Modules the file imports from the DAGs folder are forgotten after the import, so the next
@@ -40,6 +46,9 @@ class TaskNotFound(WeirError):
 
 
 _Key = tuple[Path, str]
+"""An imported version: the file's resolved path and the sha256 of the bytes executed."""
+_Named = tuple[str, str]
+"""A version as the service names it: ``(fileloc, file_hash)``."""
 
 
 class DagCache:
@@ -52,6 +61,19 @@ class DagCache:
         self._dags: collections.OrderedDict[_Key, tuple[str, dict[str, Dag]]] = (
             collections.OrderedDict()
         )
+        # Written under the lock, read without it from the event loop (a dict lookup is atomic).
+        self._named: dict[_Named, tuple[_Key, dict[str, Dag]]] = {}
+
+    def cached_task(self, claim: ClaimAccepted) -> Task | None:
+        """The task, if its version was loaded before (``None``: call ``load_task`` in a
+        thread); raises ``TaskNotFound`` if that version lacks it. Never blocks."""
+        found = self._named.get((claim.fileloc, claim.file_hash))
+        return None if found is None else _find_task(found[1], claim)
+
+    def cached_dags(self, fileloc: str, file_hash: str) -> dict[str, Dag] | None:
+        """The DAGs of a version loaded before, else ``None``; never blocks."""
+        found = self._named.get((fileloc, file_hash))
+        return None if found is None else found[1]
 
     def load_task(self, claim: ClaimAccepted) -> Task:
         """The task the claim names, from the DAG file on disk. Runs the file's top-level code the
@@ -61,6 +83,9 @@ class DagCache:
 
     def load_dags(self, fileloc: str, file_hash: str, label: str) -> dict[str, Dag]:
         """The DAGs of a file by id (as ``load_task``; ``label`` names who asks in warnings)."""
+        cached = self.cached_dags(fileloc, file_hash)
+        if cached is not None:
+            return cached
         path = self._locate(fileloc)
         try:
             source = path.read_bytes()
@@ -80,7 +105,11 @@ class DagCache:
                 digest[:12],
                 file_hash[:12],
             )
-        return self._dags_of(path, digest, source)
+        dags = self._dags_of(path, digest, source)
+        with self._lock:
+            if (path, digest) in self._dags:  # not evicted meanwhile by another thread's import
+                self._named[(fileloc, file_hash)] = ((path, digest), dags)
+        return dags
 
     def _locate(self, fileloc: str) -> Path:
         path = (self._folder / fileloc).resolve()
@@ -102,9 +131,15 @@ class DagCache:
             dags = _import_file(self._folder, path, module_name, source)
             self._dags[key] = (module_name, dags)
             while len(self._dags) > self._max_files:
-                evicted_name, _ = self._dags.popitem(last=False)[1]
-                sys.modules.pop(evicted_name, None)
+                self._evict_oldest()
             return dags
+
+    def _evict_oldest(self) -> None:
+        """Forget the least recently imported version, its module and the names it had."""
+        evicted, (module_name, _) = self._dags.popitem(last=False)
+        sys.modules.pop(module_name, None)
+        for named in [named for named, (key, _) in self._named.items() if key == evicted]:
+            del self._named[named]
 
 
 def _import_file(folder: Path, path: Path, module_name: str, source: bytes) -> dict[str, Dag]:

@@ -317,13 +317,19 @@ def _run_call(call: SyncCall, sink: _PipeSink) -> Outcome:
     try:
         with capture.capture_into(sink), use_resources(_PipeResources(sink)):
             try:
-                cache = _child_caches.setdefault(call.dags_folder, DagCache(call.dags_folder))
-                task = cache.load_task(call.claim)
+                task = _child_cache(call.dags_folder).load_task(call.claim)
             except BaseException as exc:  # a DAG file calling sys.exit() is a failure too
                 return Outcome.from_exception(exc)
             return invoke(task, call.claim)
     finally:
         capture.set_process_sink(None)
+
+
+def _child_cache(dags_folder: Path) -> DagCache:
+    cache = _child_caches.get(dags_folder)
+    if cache is None:
+        cache = _child_caches[dags_folder] = DagCache(dags_folder)
+    return cache
 
 
 class _PipeSink:

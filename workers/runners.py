@@ -90,8 +90,14 @@ class Runner:
 
     async def load_dags(self, fileloc: str, file_hash: str, label: str) -> dict[str, Dag]:
         """A file's DAGs from the same cache (for DAG callbacks), imported off the event loop."""
+        cached = self._dags.cached_dags(fileloc, file_hash)
+        if cached is not None:
+            return cached
         return await asyncio.to_thread(self._dags.load_dags, fileloc, file_hash, label)
 
     async def _load(self, claim: ClaimAccepted) -> Task:
+        cached = self._dags.cached_task(claim)
+        if cached is not None:
+            return cached
         # A DAG file's top-level code may be slow: keep it off the event loop.
         return await asyncio.to_thread(self._dags.load_task, claim)

@@ -409,6 +409,22 @@ async def test_a_changed_dag_file_runs_as_it_is_on_disk_with_a_warning(
     assert "differs from the version the service parsed" in caplog.text
 
 
+async def test_a_version_once_loaded_is_not_read_again_and_a_new_version_is(
+    runner: Runner, dags_folder: Path
+) -> None:
+    claim = claim_for(dags_folder, "pipeline.py", "fetch", inputs={"extract": [1]})
+    await run(runner, claim)
+    write_dag(dags_folder, "pipeline.py", DAG_FILE.replace('print("fetched"', 'print("new"'))
+
+    _, same_version = await run(runner, claim)
+    newer = claim_for(dags_folder, "pipeline.py", "fetch", inputs={"extract": [1]})
+    _, new_version = await run(runner, newer)
+
+    assert same_version == "fetched 1\n"  # what the service named, from memory
+    assert new_version == "new 1\n"
+    assert (await runner.load_task(claim)).function is not (await runner.load_task(newer)).function
+
+
 @pytest.mark.parametrize(
     ("task_id", "kind"),
     [("stall", TaskKind.PYTHON), ("snooze", TaskKind.PYTHON), ("sleepy", TaskKind.SHELL)],
