@@ -11,13 +11,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, field_validator
 
 __all__ = [
     "MESSAGE_VERSION",
     "ClaimAccepted",
     "ClaimItem",
     "ClaimRequest",
+    "DagCallbackMessage",
     "ExecutionBatch",
     "ExecutionBatchAnswer",
     "FinishAccepted",
@@ -34,6 +35,8 @@ __all__ = [
     "ReleaseRequest",
     "TaskKind",
     "TaskMessage",
+    "WorkerMessage",
+    "parse_worker_message",
 ]
 
 MESSAGE_VERSION: Literal[1] = 1
@@ -250,3 +253,26 @@ class DagCallbackMessage(_Wire):
     conf: dict[str, Any]
     params: dict[str, Any]
     error: str | None = Field(default=None, description="For on_failure: the failed tasks.")
+
+
+def _message_kind(value: Any) -> str | None:
+    """A message's tag: task messages carry none (they predate the union, and a worker of an
+    older release refuses unknown fields), so a message without ``kind`` is a task's."""
+    if isinstance(value, dict):
+        kind = value.get("kind", "task")
+        return kind if isinstance(kind, str) else None
+    return getattr(value, "kind", "task")  # an instance: only DagCallbackMessage has a kind
+
+
+WorkerMessage = Annotated[
+    Annotated[TaskMessage, Tag("task")] | Annotated[DagCallbackMessage, Tag("dag_callback")],
+    Discriminator(_message_kind),
+]
+"""Whatever a worker's queue delivers, told apart by ``kind`` in one parse."""
+
+_worker_message: TypeAdapter[TaskMessage | DagCallbackMessage] = TypeAdapter(WorkerMessage)
+
+
+def parse_worker_message(body: bytes) -> TaskMessage | DagCallbackMessage:
+    """Parse a message from a worker's queue; raises pydantic's ``ValidationError``."""
+    return _worker_message.validate_json(body)

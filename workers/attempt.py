@@ -1,8 +1,8 @@
-"""One message, start to end: parse → claim → ack → run (heartbeats, log shipping) → report.
+"""One task message, start to end: claim → ack → run (heartbeats, log shipping) → report.
 
-``AttemptHandler.handle`` is the error boundary for a message (invariants 2 and 7):
+``AttemptHandler.handle`` is the error boundary for a task message (invariants 2 and 7); a
+message that cannot be parsed never gets here (``workers.dag_callbacks`` dead-letters it):
 
-- a message that cannot be parsed is dead-lettered;
 - the worker acks only once the execution API has answered the claim: accepted → ack, then run;
   refused → ack and drop (a duplicate, or an attempt that is no longer current), or dead-letter
   when no claim could ever succeed (401: the token is not valid; 404: no such task instance);
@@ -23,8 +23,6 @@ import dataclasses
 import logging
 import reprlib
 from collections.abc import Awaitable, Callable
-
-from pydantic import ValidationError
 
 from weir.broker import Delivery
 from weir.messages import ClaimAccepted, ClaimRequest, FinishRequest, ReleaseRequest, TaskMessage
@@ -79,12 +77,10 @@ class AttemptHandler:
         self._stop = stop
         self._held: set[tuple[int, int]] = set()  # (task instance, attempt) claimed or running
 
-    async def handle(self, delivery: Delivery) -> None:
-        """Settle the message and see its attempt through; never raises."""
+    async def handle(self, delivery: Delivery, message: TaskMessage) -> None:
+        """Settle the message (parsed once, by ``workers.dag_callbacks``) and see its attempt
+        through; never raises."""
         try:
-            message = await self._parse(delivery)
-            if message is None:
-                return
             held = (message.task_instance_id, message.attempt)
             if held in self._held:
                 await self._drop_duplicate(delivery, message)
@@ -122,19 +118,6 @@ class AttemptHandler:
             if outcome is not None:
                 lease.reporting = True
                 await self._report(message, claim, outcome, log_tail)
-
-    async def _parse(self, delivery: Delivery) -> TaskMessage | None:
-        try:
-            return TaskMessage.model_validate_json(delivery.body)
-        except ValidationError as exc:
-            logger.error(
-                "Dead-lettering an unparseable message from queue %s (%s): %s",
-                delivery.queue,
-                reprlib.repr(delivery.body),
-                exc,
-            )
-            await _settle(delivery.dead_letter, "dead-letter", None)
-            return None
 
     async def _claim(self, delivery: Delivery, message: TaskMessage) -> ClaimAccepted | None:
         label = attempt_label(message)
@@ -302,13 +285,13 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 async def _settle(
-    operation: Callable[[], Awaitable[None]], what: str, message: TaskMessage | None
+    operation: Callable[[], Awaitable[None]], what: str, message: TaskMessage
 ) -> None:
     """Ack, nack or dead-letter; a broker failure here is logged, the fences cover the rest."""
     try:
         await operation()
     except Exception as exc:
-        label = attempt_label(message) if message is not None else "unparseable message"
+        label = attempt_label(message)
         logger.warning("%s: %s failed (%s); the broker may deliver it again", label, what, exc)
 
 

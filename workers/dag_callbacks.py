@@ -1,10 +1,12 @@
 """DAG-level callbacks (``@dag(on_success=…, on_failure=…)``), run by a worker when the service
 sends a ``DagCallbackMessage`` (``app.scheduler.dag_callbacks``) for a run that just ended.
 
-``DagCallbackHandler.handle`` sits in front of the attempt handler: a DAG-callback message is
-handled here, anything else goes on to ``AttemptHandler.handle`` unchanged. At least once: the
-message is acked only after the callback returned (or raised, which is logged), so a worker that
-dies meanwhile leaves it to be delivered again; a callback may therefore run twice.
+``DagCallbackHandler.handle`` sits in front of the attempt handler and parses each message once,
+as the union of what a worker's queue carries (``weir.messages.WorkerMessage``): a DAG callback is
+run here, a task message goes on to ``AttemptHandler.handle`` already parsed, and a message that
+is neither is dead-lettered (invariant 7). At least once: a DAG callback's message is acked only
+after the callback returned (or raised, which is logged), so a worker that dies meanwhile leaves
+it to be delivered again; a callback may therefore run twice.
 
 The context is a ``RunContext`` with an empty ``task_id`` and ``attempt`` 0 (no task is
 running); for ``on_failure``, ``error`` names the failed tasks.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import reprlib
 from collections.abc import Awaitable, Callable
 
 from pydantic import ValidationError
@@ -21,7 +24,7 @@ from pydantic import ValidationError
 from weir.broker import Delivery
 from weir.context import RunContext
 from weir.dag import Dag
-from weir.messages import DagCallbackMessage
+from weir.messages import DagCallbackMessage, TaskMessage, parse_worker_message
 from workers.callbacks import run_callback
 
 __all__ = ["DagCallbackHandler"]
@@ -30,13 +33,16 @@ logger = logging.getLogger(__name__)
 
 DagLoader = Callable[[str, str, str], Awaitable[dict[str, Dag]]]
 """``Runner.load_dags(fileloc, file_hash, label)``."""
-Handler = Callable[[Delivery], Awaitable[None]]
+TaskHandler = Callable[[Delivery, TaskMessage], Awaitable[None]]
+"""``AttemptHandler.handle``: sees a task message's attempt through."""
 
 
 class DagCallbackHandler:
-    """Runs DAG callbacks; hands every other message to ``next_handler``."""
+    """Parses each message once; runs DAG callbacks and hands task messages to ``next_handler``."""
 
-    def __init__(self, load_dags: DagLoader, next_handler: Handler, stop: asyncio.Event) -> None:
+    def __init__(
+        self, load_dags: DagLoader, next_handler: TaskHandler, stop: asyncio.Event
+    ) -> None:
         self._load_dags = load_dags
         self._next = next_handler
         self._stop = stop
@@ -44,9 +50,12 @@ class DagCallbackHandler:
     async def handle(self, delivery: Delivery) -> None:
         """Never raises but for cancellation (then the message is not acked: it comes back)."""
         try:
-            message = DagCallbackMessage.model_validate_json(delivery.body)
-        except ValidationError:
-            await self._next(delivery)  # a task message (or garbage: the attempt handler decides)
+            message = parse_worker_message(delivery.body)
+        except ValidationError as exc:
+            await _dead_letter(delivery, exc)
+            return
+        if isinstance(message, TaskMessage):
+            await self._next(delivery, message)
             return
         label = f"{message.dag_id}/{message.run_id}"
         try:
@@ -71,6 +80,20 @@ class DagCallbackHandler:
             logger.info("%s: DAG no longer has an %s callback", label, message.callback)
             return
         await run_callback(callback, _context(message), label, f"DAG {message.callback}")
+
+
+async def _dead_letter(delivery: Delivery, error: ValidationError) -> None:
+    """Neither a task's nor a DAG callback's message: kept where an operator can see it."""
+    logger.error(
+        "Dead-lettering an unparseable message from queue %s (%s): %s",
+        delivery.queue,
+        reprlib.repr(delivery.body),
+        error,
+    )
+    try:
+        await delivery.dead_letter()
+    except Exception as exc:
+        logger.warning("Could not dead-letter a message from queue %s (%s)", delivery.queue, exc)
 
 
 def _context(message: DagCallbackMessage) -> RunContext:
