@@ -1,7 +1,8 @@
 """The change feed: what lets the dashboard show a state change within a second, without polling.
 
 Writers mark their session (``mark_changed``) when they change something people watch (task and
-run states, new runs, DAGs). When such a session commits, this process publishes to its
+run states, new runs, DAGs): a topic on the transaction's effects (``app.db.effects``). When such
+a transaction commits, this process publishes to its
 ``ChangeFeed`` at once, and tells the other replicas with a ``NOTIFY`` on ``weir_changes``, sent
 after the commit (so a rollback sends nothing) and coalesced: one statement per topic every
 ``BROADCAST_DELAY`` at most, however many transactions committed meanwhile, instead of one in
@@ -14,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
+
+from app.db.effects import Effects, add_commit_handler, effects_of, install_effects
 
 __all__ = ["CHANGES_CHANNEL", "LOG", "STATE", "ChangeFeed", "install_change_feed", "mark_changed"]
 
@@ -27,9 +31,6 @@ STATE = "state"
 """A change pages show: a task or run state, a new run, a DAG parse, a setting."""
 LOG = "log"
 """Log text appended: only log streams care, so it does not re-render every open page."""
-_CHANGED = "weir.changed"
-_FEED = "weir.change_feed"
-_BROADCAST = "weir.change_broadcast"
 BROADCAST_DELAY = 0.05
 """Seconds a replica gathers its commits' topics before it tells the others in one go."""
 
@@ -94,19 +95,20 @@ class ChangeFeed:
 def mark_changed(session: Any, topic: str = STATE) -> None:
     """Publish a change of ``topic`` when this session's transaction commits (an
     ``AsyncSession`` or a ``Session``). Cheap: a flag; one notification per topic and commit."""
-    topics: set[str] = session.info.setdefault(_CHANGED, set())
-    topics.add(topic)
+    effects_of(session).changes.add(topic)
 
 
-def _after_commit(session: Session) -> None:
-    topics = session.info.pop(_CHANGED, None)
-    feed: ChangeFeed | None = session.info.get(_FEED)
-    if topics and feed is not None:
-        for topic in topics:
-            feed.publish(topic)
-        broadcast: Broadcast | None = session.info.get(_BROADCAST)
-        if broadcast is not None:
-            broadcast.add(topics)
+def _publisher(feed: ChangeFeed, broadcast: Broadcast | None) -> Callable[[Effects], None]:
+    """The commit handler that publishes a committed transaction's topics."""
+
+    def publish(effects: Effects) -> None:
+        if effects.changes:
+            for topic in effects.changes:
+                feed.publish(topic)
+            if broadcast is not None:
+                broadcast.add(effects.changes)
+
+    return publish
 
 
 class Broadcast:
@@ -144,10 +146,6 @@ class Broadcast:
                 log.debug("could not tell other replicas of a change: %s", error)
 
 
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_CHANGED, None)
-
-
 def install_change_feed(
     session_class: type[Session],
     info: dict[str, Any],
@@ -156,9 +154,6 @@ def install_change_feed(
 ) -> None:
     """Make sessions of ``session_class`` (whose ``info`` starts as ``info``) feed ``feed``;
     with ``engine`` (PostgreSQL), tell the other replicas too."""
-    info[_FEED] = feed
-    if engine is not None:
-        info[_BROADCAST] = Broadcast(engine, feed)
-    if not event.contains(session_class, "after_commit", _after_commit):
-        event.listen(session_class, "after_commit", _after_commit)
-        event.listen(session_class, "after_rollback", _after_rollback)
+    install_effects(session_class)
+    broadcast = Broadcast(engine, feed) if engine is not None else None
+    add_commit_handler(info, _publisher(feed, broadcast))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.scheduler.wakeup import WAKE_RELAY, WAKE_SCHEDULER
+from app.db.effects import effects_of
 from app.state import ServiceState
 
 __all__ = ["Service", "Session", "get_service", "service_of"]
@@ -33,15 +33,16 @@ async def _session(service: Service) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed if the route returns, rolled back if it raises.
 
     A route that changed what the scheduler should act on calls ``wake_scheduler(session)``; the
-    local scheduler is woken only after the commit, so it never looks before the change is visible.
+    local scheduler is woken only after the commit (from the transaction's effects), so it never
+    looks before the change is visible.
     """
     async with service.database.sessions() as session:
+        effects = effects_of(session)
         async with session.begin():
             yield session
-        full = session.info.pop(WAKE_SCHEDULER, None)
-        if full is not None:
-            service.scheduler_wakeup.notify(full=full)
-        if session.info.pop(WAKE_RELAY, False):
+        if effects.scheduler is not None:
+            service.scheduler_wakeup.notify(full=effects.scheduler)
+        if effects.relay:
             service.outbox_ready.notify()
 
 

@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import Row, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.effects import effects_of
 from app.db.models import DagRun, TaskAttempt, TaskInstance
 from app.live import mark_changed
 from weir.states import DagRunState, TaskState, check_transition
 
 __all__ = [
-    "FINISHED_RUNS",
     "close_attempts",
     "flag_runs_for_scheduling",
     "set_attempt_states",
@@ -30,10 +30,6 @@ __all__ = [
     "set_task_state",
     "set_task_states",
 ]
-
-FINISHED_RUNS = "weir_finished_runs"
-"""``session.info`` key: ``{run id: state}`` of the runs this session ended, for what follows a
-run's end (DAG callbacks in the same transaction, the failure notifier after the commit)."""
 
 
 async def set_task_state(
@@ -149,7 +145,7 @@ async def set_run_state(
     if changed:
         mark_changed(session)
     if changed and target in (DagRunState.SUCCESS, DagRunState.FAILED):
-        session.info.setdefault(FINISHED_RUNS, {})[dag_run_id] = target
+        effects_of(session).finished_runs[dag_run_id] = target
     return changed
 
 
@@ -176,7 +172,7 @@ async def set_run_states(
     if moved:
         mark_changed(session)
     if target in (DagRunState.SUCCESS, DagRunState.FAILED):
-        session.info.setdefault(FINISHED_RUNS, {}).update(dict.fromkeys(moved, target))
+        effects_of(session).finished_runs.update(dict.fromkeys(moved, target))
     return moved
 
 

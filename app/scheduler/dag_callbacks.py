@@ -2,10 +2,11 @@
 ``on_success`` or ``on_failure``.
 
 The message goes through the outbox in the transaction that ended the run (``set_run_state``
-records the run on the session, the scheduler loop calls ``queue_dag_callbacks`` before the
-commit), so it is published at least once, like a task message (invariant 3). It is sent to the
-queue of the DAG's first task: a worker serving it has the DAG file. The message carries the run
-context itself, as no attempt, and so no execution-API token, stands behind a DAG callback.
+records the run on the transaction's effects, the scheduler loop calls ``queue_dag_callbacks``
+before the commit), so it is published at least once, like a task message (invariant 3). It is
+sent to the queue of the DAG's first task: a worker serving it has the DAG file. The message
+carries the run context itself, as no attempt, and so no execution-API token, stands behind a DAG
+callback.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, Literal
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.effects import effects_of
 from app.db.models import DagRun, Outbox, TaskInstance
-from app.db.transitions import FINISHED_RUNS
 from app.scheduler.versions import DagStructure, VersionCache
 from weir.messages import DagCallbackMessage
 from weir.params import merge_params
@@ -29,7 +30,7 @@ __all__ = ["queue_dag_callbacks"]
 
 async def queue_dag_callbacks(session: AsyncSession, versions: VersionCache, now: datetime) -> int:
     """Write the callback messages of the runs this session ended; returns how many."""
-    finished: dict[int, DagRunState] = session.info.get(FINISHED_RUNS) or {}
+    finished = effects_of(session).finished_runs
     if not finished:
         return 0
     runs = (await session.scalars(select(DagRun).where(DagRun.id.in_(finished)))).all()

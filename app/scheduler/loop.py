@@ -30,10 +30,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.effects import effects_of
 from app.db.engine import Database
 from app.db.notifications import add_failure_notifications
 from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
-from app.db.transitions import FINISHED_RUNS
 from app.execution.tokens import AttemptTokens
 from app.scheduler import backfills, dag_callbacks, due_runs, progress, queueing, run_starts, sweeps
 from app.scheduler.versions import VersionCache
@@ -186,7 +186,7 @@ class Scheduler:
             queued = await queueing.queue_scheduled(
                 session, self._tokens, now, new=progressed.scheduled
             )
-            finished.update(session.info.get(FINISHED_RUNS) or {})
+            finished.update(effects_of(session).finished_runs)
             self._saturated = (
                 started >= run_starts.BATCH
                 or advanced >= progress.BATCH
@@ -259,7 +259,7 @@ class Scheduler:
         """In the step's transaction: a notification row per run this step failed."""
         if self._notifier_ready is None:
             return 0
-        finished: dict[int, DagRunState] = session.info.get(FINISHED_RUNS) or {}
+        finished = effects_of(session).finished_runs
         failed = [run_id for run_id, state in finished.items() if state is DagRunState.FAILED]
         return await add_failure_notifications(session, failed, now)
 

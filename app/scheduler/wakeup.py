@@ -1,7 +1,8 @@
 """Wake-ups (invariant 5): a finished task wakes the scheduler at once.
 
 In one process an ``asyncio.Event``; across replicas PostgreSQL ``LISTEN/NOTIFY``: writers call
-``wake_scheduler`` inside their transaction, so the notification is delivered only if it commits.
+``wake_scheduler`` inside their transaction, so the notification is delivered only if it commits
+(the NOTIFY by PostgreSQL, the in-process wake-up from the transaction's effects, ``db.effects``).
 
 A wake-up says how much changed. ``full`` (the default: a trigger, a clear, a pause, a failure with
 a retry) makes the next pass look at everything, its deadlines too; a hot one (only tasks that
@@ -21,14 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.effects import effects_of
 from app.db.engine import CONNECT_TIMEOUT
 from app.db.outage import DatabaseOutage
 
 __all__ = [
     "CHANNEL",
     "REPLICA",
-    "WAKE_RELAY",
-    "WAKE_SCHEDULER",
     "Wakeup",
     "listen_for_wakeups",
     "parse_wakeup",
@@ -38,10 +38,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 CHANNEL = "weir_wakeup"
-WAKE_SCHEDULER = "weir.wake_scheduler"
-"""``session.info`` key: whether (and how fully) to wake the scheduler after the commit."""
-WAKE_RELAY = "weir.wake_relay"
-"""``session.info`` key: the transaction wrote outbox rows; wake this process's relay after it."""
 REPLICA = secrets.token_hex(6)
 """This process, as named in the NOTIFY payloads it sends."""
 _HOT = "hot"
@@ -80,21 +76,19 @@ async def wake_scheduler(session: AsyncSession, *, full: bool = True) -> None:
     """Wake the schedulers when this transaction commits: other replicas through NOTIFY (sent by
     PostgreSQL only on commit), this process through the session's owner (see ``api.deps``).
     ``full=False``: only tasks succeeded (see the module's docstring)."""
-    already = session.info.get(WAKE_SCHEDULER)
-    if already is None or (full and not already):
-        session.info[WAKE_SCHEDULER] = full
-        if session.get_bind().dialect.name == "postgresql":
-            payload = f"{REPLICA}:{'' if full else _HOT}"
-            await session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": CHANNEL, "payload": payload},
-            )
+    asks_more = effects_of(session).wake_scheduler(full=full)
+    if asks_more and session.get_bind().dialect.name == "postgresql":
+        payload = f"{REPLICA}:{'' if full else _HOT}"
+        await session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANNEL, "payload": payload},
+        )
 
 
 def wake_relay(session: AsyncSession) -> None:
     """Wake this process's outbox relay when the transaction commits (see ``api.deps``); other
     replicas' relays need not hear of it: any one relay publishes a row."""
-    session.info[WAKE_RELAY] = True
+    effects_of(session).relay = True
 
 
 def parse_wakeup(payload: str) -> tuple[bool, bool]:
