@@ -4,19 +4,26 @@ Woken by whoever queued work; a periodic sweep picks up rows a crashed replica l
 takes and deletes a batch; the broker's confirms are awaited before that transaction commits, so
 a crash or a failed publish in between leaves the rows (the delete rolls back) and they are
 published again (harmless: attempts are fenced) rather than a wake-up lost (invariant 3).
+
+The relay signs: a task message is stored without its attempt token (``app.db.outbox``) and gets
+it here, as it leaves, so the secret key is used by the service's edge and not its database
+layer. A row written by an older release, token included, is signed again to the same value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from app.db.engine import Database
 from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
-from app.db.outbox import take_outbox_batch
+from app.db.outbox import OutboxRow, attempt_of, take_outbox_batch
+from app.execution.tokens import AttemptTokens
 from app.scheduler.wakeup import Wakeup
 from weir.broker import Broker, OutgoingMessage
 from weir.errors import BrokerError
+from weir.messages import TaskMessage
 
 __all__ = ["OutboxRelay"]
 
@@ -30,12 +37,14 @@ class OutboxRelay:
         broker: Broker,
         outbox_ready: Wakeup,
         *,
+        tokens: AttemptTokens,
         sweep_interval: float,
         batch_size: int = 500,
     ) -> None:
         self._database = database
         self._broker = broker
         self._outbox_ready = outbox_ready
+        self._tokens = tokens
         self._sweep_interval = sweep_interval
         self._batch_size = batch_size
         self.published = 0
@@ -69,17 +78,24 @@ class OutboxRelay:
             rows = await take_outbox_batch(session, self._batch_size)
             if not rows:
                 return 0
-            await self._broker.publish(
-                [
-                    OutgoingMessage(
-                        queue=r.queue, body=r.body, message_id=r.message_id, priority=r.priority
-                    )
-                    for r in rows
-                ]
-            )
+            await self._broker.publish([self._outgoing(row) for row in rows])
         self.publish_error = None
         self.published += len(rows)
         return len(rows)
+
+    def _outgoing(self, row: OutboxRow) -> OutgoingMessage:
+        """The message as the broker takes it: a task message signed for its attempt."""
+        body = row.body
+        attempt = attempt_of(row.message_id)
+        if attempt is not None:
+            try:
+                fields = json.loads(body) | {"token": self._tokens.issue(*attempt)}
+                body = TaskMessage.model_validate(fields).model_dump_json().encode()
+            except ValueError as error:  # never block the outbox: the worker dead-letters it
+                log.error("outbox row %s is no task message (%s)", row.message_id, error)
+        return OutgoingMessage(
+            queue=row.queue, body=body, message_id=row.message_id, priority=row.priority
+        )
 
     async def run_until_idle(self) -> int:
         total = 0

@@ -41,7 +41,6 @@ class ServiceLoops:
         )
         self.scheduler = Scheduler(
             state.database,
-            state.tokens,
             state.clock,
             wakeup=state.scheduler_wakeup,
             outbox_ready=state.outbox_ready,
@@ -52,7 +51,11 @@ class ServiceLoops:
             notifier_ready=self.notifier.ready if self.notifier is not None else None,
         )
         self.relay = OutboxRelay(
-            state.database, broker, state.outbox_ready, sweep_interval=settings.sweep_interval
+            state.database,
+            broker,
+            state.outbox_ready,
+            tokens=state.tokens,
+            sweep_interval=settings.sweep_interval,
         )
         self.dag_processor = DagProcessor(
             settings, state.database, on_change=state.scheduler_wakeup.notify

@@ -90,7 +90,7 @@ async def run_batch(
         else:
             failed_or_waiting = failed_or_waiting or state is not TaskState.SUCCESS
             answers[i] = ItemAnswer(status=200, finish=FinishAccepted(state=state))
-    ending, queued = await _follow_successes(session, reports.succeeded_in, tokens, versions, now)
+    ending, queued = await _follow_successes(session, reports.succeeded_in, versions, now)
 
     wanted = [Claim(item.task_instance_id, item.attempt, item.worker) for _, item in claims]
     claimed = await claim_attempts(
@@ -113,7 +113,6 @@ async def run_batch(
 async def _follow_successes(
     session: AsyncSession,
     runs: set[int],
-    tokens: AttemptTokens,
     versions: VersionCache,
     now: datetime,
 ) -> tuple[bool, bool]:
@@ -122,7 +121,7 @@ async def _follow_successes(
     if not runs:
         return False, False
     advanced = await advance_runs(session, versions, now, run_ids=runs, end_runs=False)
-    queued = await queue_scheduled(session, tokens, now, new=advanced.scheduled)
+    queued = await queue_scheduled(session, now, new=advanced.scheduled)
     return advanced.ending > 0, advanced.advanced > 0 or queued > 0
 
 

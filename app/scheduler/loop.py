@@ -34,7 +34,6 @@ from app.db.effects import effects_of
 from app.db.engine import Database
 from app.db.notifications import add_failure_notifications
 from app.db.outage import OUTAGE_RETRY, UNAVAILABLE
-from app.execution.tokens import AttemptTokens
 from app.scheduler import backfills, dag_callbacks, due_runs, progress, queueing, run_starts, sweeps
 from app.scheduler.versions import VersionCache
 from app.scheduler.wakeup import Wakeup
@@ -73,7 +72,6 @@ class Scheduler:
     def __init__(
         self,
         database: Database,
-        tokens: AttemptTokens,
         clock: Clock,
         *,
         wakeup: Wakeup,
@@ -85,7 +83,6 @@ class Scheduler:
         notifier_ready: Wakeup | None = None,
     ) -> None:
         self._database = database
-        self._tokens = tokens
         self._clock = clock
         self._wakeup = wakeup
         self._outbox_ready = outbox_ready
@@ -102,7 +99,7 @@ class Scheduler:
             ),
             Periodic(
                 "queue_due_retries_and_pokes",
-                lambda s, now: sweeps.queue_due_retries_and_pokes(s, tokens, now),
+                sweeps.queue_due_retries_and_pokes,
                 sweeps.next_retry_or_poke_at,
             ),
             Periodic(
@@ -183,9 +180,7 @@ class Scheduler:
                 self._deadlines_read = None  # a run timeout may now fall due sooner
             progressed = await progress.advance_runs(session, self._versions, now)
             advanced = progressed.advanced
-            queued = await queueing.queue_scheduled(
-                session, self._tokens, now, new=progressed.scheduled
-            )
+            queued = await queueing.queue_scheduled(session, now, new=progressed.scheduled)
             finished.update(effects_of(session).finished_runs)
             self._saturated = (
                 started >= run_starts.BATCH

@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import TaskInstance
 from app.db.outbox import QueuedAttempt, add_task_messages
-from app.execution.tokens import AttemptTokens
 from app.scheduler.capacity import (
     DEFAULT_MAX_ACTIVE_TASKS,
     Block,
@@ -54,19 +53,17 @@ BATCH = 500  # tasks one call queues at most (per pool with room)
 async def queue_attempts(
     session: AsyncSession,
     task_instance_ids: Sequence[int],
-    tokens: AttemptTokens,
     now: datetime,
 ) -> int:
     """These task instances were just scheduled: queue what fits among them and the tasks that
     already wait (``queue_scheduled`` with them as newcomers). Returns how many were queued."""
     if not task_instance_ids:
         return 0
-    return await queue_scheduled(session, tokens, now, new=task_instance_ids)
+    return await queue_scheduled(session, now, new=task_instance_ids)
 
 
 async def queue_scheduled(
     session: AsyncSession,
-    tokens: AttemptTokens,
     now: datetime,
     *,
     new: Collection[int] = (),
@@ -93,7 +90,7 @@ async def queue_scheduled(
         return 0
     admitted, blocked = admit([_candidate(r) for r in rows.values()], capacity)
     queued = await _queue(session, [c.id for c in admitted], now)  # in ``admitted``'s order
-    await add_task_messages(session, queued, tokens, now)
+    await add_task_messages(session, queued, now)
     await _record_waits(session, rows, blocked)
     return len(queued)
 

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskInstance
 from app.db.transitions import close_attempts, set_run_state, set_task_states
-from app.execution.tokens import AttemptTokens
 from app.scheduler.outcomes import record_lost
 from app.scheduler.queueing import queue_attempts
 from app.scheduler.versions import VersionCache
@@ -39,9 +38,7 @@ _WAITING = (TaskState.UP_FOR_RETRY, TaskState.UP_FOR_RESCHEDULE)
 """States that wait until ``next_retry_at``: a retry's backoff, or a sensor's next poke."""
 
 
-async def queue_due_retries_and_pokes(
-    session: AsyncSession, tokens: AttemptTokens, now: datetime
-) -> int:
+async def queue_due_retries_and_pokes(session: AsyncSession, now: datetime) -> int:
     """``up_for_retry -> scheduled`` once the backoff has passed, and a sensor's ``up_for_reschedule
     -> scheduled`` at its next poke: each as a new attempt, queued at once."""
     moved = 0
@@ -63,7 +60,7 @@ async def queue_due_retries_and_pokes(
             start_date=None,
             end_date=None,
         )
-        await queue_attempts(session, [ti_id for ti_id, _ in scheduled], tokens, now)
+        await queue_attempts(session, [ti_id for ti_id, _ in scheduled], now)
         moved += len(scheduled)
     return moved
 
