@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.execution.claims import Claim, ClaimRefused, claim_attempts
 from app.execution.reports import Finish, LogText, ReportRefused, append_logs, finish_attempts
 from app.execution.tokens import AttemptTokens
-from app.scheduler.progress import advance_runs
+from app.scheduler.frontier import advance_reported
 from app.scheduler.queueing import queue_scheduled
 from app.scheduler.versions import VersionCache
 from weir.messages import (
@@ -112,15 +112,15 @@ async def run_batch(
 
 async def _follow_successes(
     session: AsyncSession,
-    runs: set[int],
+    succeeded: dict[int, set[str]],
     versions: VersionCache,
     now: datetime,
 ) -> tuple[bool, bool]:
-    """Advance the runs successes flagged and fill the slots they freed; returns (a run is left
-    for the scheduler to end, something may have been queued)."""
-    if not runs:
+    """Advance the runs of these successes (task ids by run) and fill the slots they freed;
+    returns (a run is left for the scheduler to end, something may have been queued)."""
+    if not succeeded:
         return False, False
-    advanced = await advance_runs(session, versions, now, run_ids=runs, end_runs=False)
+    advanced = await advance_reported(session, versions, now, succeeded)
     queued = await queue_scheduled(session, now, new=advanced.scheduled)
     return advanced.ending > 0, advanced.advanced > 0 or queued > 0
 

@@ -38,7 +38,7 @@ from app.scheduler.versions import DagStructure, VersionCache
 from weir.states import TERMINAL_TASK_STATES, DagRunState, TaskState
 from weir.trigger_rules import Decision, decide
 
-__all__ = ["Advanced", "advance_runs"]
+__all__ = ["Advanced", "Plan", "advance_runs", "apply_plan"]
 
 BATCH = 200
 
@@ -59,7 +59,7 @@ class _Instance:
 
 
 @dataclass
-class _Plan:
+class Plan:
     """What one pass decided for the waiting tasks of a batch of runs."""
 
     to_schedule: list[int] = field(default_factory=list)
@@ -108,7 +108,7 @@ async def advance_runs(
         .where(DagRun.needs_scheduling.is_(True), DagRun.state == DagRunState.RUNNING)
         .order_by(DagRun.id)
         .limit(BATCH)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)  # FOR NO KEY UPDATE: see ``frontier``
     )
     if run_ids is not None:
         statement = statement.where(DagRun.id.in_(run_ids))
@@ -128,11 +128,11 @@ async def advance_runs(
     if not end_runs and plan.finished:
         await flag_runs_for_scheduling(session, list(plan.finished))
         plan.finished = {}
-    scheduled = await _apply(session, plan, now)
+    scheduled = await apply_plan(session, plan, now)
     return Advanced(len(runs), ending if not end_runs else 0, scheduled)
 
 
-async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> _Plan:
+async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> Plan:
     """Plan from what deciding needs: every waiting instance, and for the others one row per
     task and state (what trigger rules, branches and the run's end read). A fan-out of 10,000
     then costs Python a few rows per pass, not 10,000: PostgreSQL does the counting."""
@@ -164,7 +164,7 @@ async def _plan(session: AsyncSession, runs: dict[int, _Run]) -> _Plan:
         session,
         [ti_id for run_id, tis in by_run.items() for ti_id in _open_branches(runs[run_id], tis)],
     )
-    plan = _Plan()
+    plan = Plan()
     for run_id, instances in by_run.items():
         _plan_run(runs[run_id], instances, choices, plan)
     return plan
@@ -188,7 +188,7 @@ def _open_branches(run: _Run, instances: dict[str, list[_Instance]]) -> list[int
 
 
 def _plan_run(
-    run: _Run, instances: dict[str, list[_Instance]], choices: dict[int, Any], plan: _Plan
+    run: _Run, instances: dict[str, list[_Instance]], choices: dict[int, Any], plan: Plan
 ) -> None:
     """Walk tasks upstream-first, updating the states in memory, so that a failure or a skip
     cascades through the whole run in one pass."""
@@ -216,7 +216,7 @@ def _plan_task(
     group: list[_Instance],
     states: dict[str, TaskState],
     not_followed: bool,
-    plan: _Plan,
+    plan: Plan,
 ) -> TaskState:
     """Decide a task's waiting instances; returns the task's state as its downstreams see it."""
     spec = run.structure.tasks[task_id]
@@ -240,7 +240,7 @@ def _invalid(run: _Run, task_id: str, instance: _Instance, error: str) -> Invali
     return InvalidBranch(instance.id, instance.attempt, dag_id, run_id, task_id, error)
 
 
-def _finish_if_done(run: _Run, states: dict[str, TaskState], plan: _Plan) -> None:
+def _finish_if_done(run: _Run, states: dict[str, TaskState], plan: Plan) -> None:
     """A run whose tasks are all terminal ends: success only if none failed. Unlike Airflow, which
     looks at the leaf tasks only, a failure stays a failure even when an ``all_done`` cleanup or a
     ``one_failed`` alert after it succeeded."""
@@ -249,7 +249,7 @@ def _finish_if_done(run: _Run, states: dict[str, TaskState], plan: _Plan) -> Non
         plan.finished[run.id] = DagRunState.SUCCESS if ok else DagRunState.FAILED
 
 
-async def _apply(session: AsyncSession, plan: _Plan, now: datetime) -> list[int]:
+async def apply_plan(session: AsyncSession, plan: Plan, now: datetime) -> list[int]:
     """Write the plan; returns the task instances it scheduled (the caller queues them with
     ``queue_scheduled``, in the same transaction)."""
     await fail_invalid_branches(session, plan.invalid_branches, now)

@@ -54,16 +54,21 @@ class DagStructure:
     file_hash: str
     tasks: dict[str, TaskSpec]  # upstreams before downstreams
     options: dict[str, Any]  # the DAG-level options of ``weir.dag_options``, serialized
+    # Direct downstream task ids of each task, in the structure's order: computed once per
+    # version, so following a task to its downstreams costs its out-degree, not the DAG's size.
+    downstream: dict[str, tuple[str, ...]]
 
     @classmethod
     def from_version(cls, version: DagVersion, fileloc: str) -> DagStructure:
+        tasks = {t["task_id"]: _task_spec(t) for t in version.serialized["tasks"]}
         return cls(
             version_id=version.id,
             dag_id=version.dag_id,
             fileloc=fileloc,
             file_hash=version.file_hash,
-            tasks={t["task_id"]: _task_spec(t) for t in version.serialized["tasks"]},
+            tasks=tasks,
             options={k: v for k, v in version.serialized.items() if k != "tasks"},
+            downstream=_downstream_map(tasks),
         )
 
     @property
@@ -76,7 +81,15 @@ class DagStructure:
 
     def downstream_of(self, task_id: str) -> list[str]:
         """Direct downstream task ids, in the structure's order."""
-        return [t.task_id for t in self.tasks.values() if task_id in t.upstream]
+        return list(self.downstream.get(task_id, ()))
+
+
+def _downstream_map(tasks: dict[str, TaskSpec]) -> dict[str, tuple[str, ...]]:
+    downstream: dict[str, list[str]] = {task_id: [] for task_id in tasks}
+    for spec in tasks.values():
+        for up in spec.upstream:
+            downstream.setdefault(up, []).append(spec.task_id)
+    return {task_id: tuple(downs) for task_id, downs in downstream.items()}
 
 
 def _task_spec(raw: dict[str, Any]) -> TaskSpec:

@@ -220,3 +220,86 @@ async def test_branching_skips_the_paths_not_taken_and_joins(stack: Stack) -> No
     loads = {states.pop("full_reload"), states.pop("incremental_load")}
     assert loads == {"success", "skipped"}
     assert states == dict.fromkeys(("choose_load", "report", "cleanup"), "success")
+
+
+# Joins over more upstreams than a report reads row by row (``frontier.FEW_UPSTREAMS``): their
+# rules are decided from the states present among the upstreams, found by index probes.
+WIDE_JOINS = """
+    import asyncio
+
+    from weir import dag, task
+
+    @task
+    def step() -> str:
+        return "done"
+
+    @task
+    async def slow() -> str:
+        await asyncio.sleep(1.5)
+        return "done"
+
+    @task
+    async def boom() -> None:
+        await asyncio.sleep(1.5)
+        raise RuntimeError("boom")
+
+    @dag
+    def {dag_id}():
+        start = step.override(task_id="start")()
+        parts = [slow.override(task_id="part_0")()]
+        parts += [step.override(task_id=f"part_{{i}}")() for i in range(1, 24)]
+        {failing}
+        start >> parts
+        parts >> step.override(task_id="join")() >> step.override(task_id="after_join")()
+        parts >> step.override(task_id="alert", trigger_rule="one_failed")()
+        parts >> step.override(task_id="cleanup", trigger_rule="all_done")()
+        parts >> step.override(task_id="any_success", trigger_rule="one_success")()
+        parts >> step.override(task_id="no_failure", trigger_rule="none_failed")()
+
+    {dag_id}()
+"""
+
+
+async def test_joins_over_many_upstreams_follow_their_rules(stack: Stack) -> None:
+    stack.write_dag("wide_ok.py", WIDE_JOINS.format(dag_id="wide_ok", failing=""))
+    failing = 'start >> boom.override(task_id="broken")() >> parts[0]'
+    stack.write_dag("wide_failing.py", WIDE_JOINS.format(dag_id="wide_failing", failing=failing))
+    await stack.wait_for_dag("wide_ok")
+    await stack.wait_for_dag("wide_failing")
+    ok = await stack.trigger("wide_ok")
+    failed = await stack.trigger("wide_failing")
+
+    assert await stack.wait_for_run("wide_ok", ok) == "success"
+    states = await _states(stack, "wide_ok", ok)
+    assert {t: s for t, s in states.items() if not t.startswith("part_")} == {
+        "start": "success",
+        "join": "success",
+        "after_join": "success",
+        "alert": "skipped",
+        "cleanup": "success",
+        "any_success": "success",
+        "no_failure": "success",
+    }
+    assert {states[f"part_{i}"] for i in range(24)} == {"success"}
+    # part_0 ends last (it sleeps): the other parts' reports must leave the join waiting.
+    instances = await stack.task_instances("wide_ok", ok)
+    last_part_end = max(instances[f"part_{i}"]["end_date"] for i in range(24))
+    assert instances["join"]["start_date"] >= last_part_end, instances["join"]
+
+    # part_0 waits on a task that fails after the other parts succeeded: the join, waiting until
+    # then, fails upstream and its own downstream with it; the alert and the cleanup run, and
+    # one success among 23 is enough for any_success.
+    assert await stack.wait_for_run("wide_failing", failed) == "failed"
+    states = await _states(stack, "wide_failing", failed)
+    assert {t: s for t, s in states.items() if not t.startswith("part_")} == {
+        "start": "success",
+        "broken": "failed",
+        "join": "upstream_failed",
+        "after_join": "upstream_failed",
+        "alert": "success",
+        "cleanup": "success",
+        "any_success": "success",
+        "no_failure": "upstream_failed",
+    }
+    assert states["part_0"] == "upstream_failed"
+    assert {states[f"part_{i}"] for i in range(1, 24)} == {"success"}

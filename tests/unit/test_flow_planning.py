@@ -104,10 +104,10 @@ def _instances(states: dict[str, TaskState]) -> dict[str, Any]:
 
 def _plan(
     structure: DagStructure, states: dict[str, TaskState], choices: dict[str, Any]
-) -> tuple[dict[str, str], progress._Plan]:
+) -> tuple[dict[str, str], progress.Plan]:
     instances = _instances(states)
     run = progress._Run(7, "manual__1", structure)
-    plan = progress._Plan()
+    plan = progress.Plan()
     by_id = {instances[task_id].id: value for task_id, value in choices.items()}
     progress._plan_run(run, {t: [i] for t, i in instances.items()}, by_id, plan)
     names = {instance.id: task_id for task_id, instance in instances.items()}

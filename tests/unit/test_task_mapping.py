@@ -121,9 +121,9 @@ def test_downstream_tasks_see_all_instances_as_one_state(
     assert aggregate_state(states) == seen
 
 
-def _plan(instances: dict[str, list[tuple[int, TaskState, int]]]) -> progress._Plan:
+def _plan(instances: dict[str, list[tuple[int, TaskState, int]]]) -> progress.Plan:
     run = progress._Run(7, "manual__1", _structure(_mapped_dag()))
-    plan = progress._Plan()
+    plan = progress.Plan()
     groups = {
         task_id: [progress._Instance(ti, state, 1, index) for ti, state, index in group]
         for task_id, group in instances.items()

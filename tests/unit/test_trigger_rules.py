@@ -3,6 +3,8 @@ out of reach ends its task ``skipped`` or ``upstream_failed``."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from weir.states import TaskState
@@ -125,3 +127,15 @@ def test_a_rule_always_decides_once_every_upstream_is_done(rule: str) -> None:
 def test_an_unknown_rule_is_refused_with_the_list_of_rules() -> None:
     with pytest.raises(ValueError, match="all_success"):
         decide("some_success", [T.SUCCESS])
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_a_rule_reads_only_which_states_are_present_not_how_often(rule: str) -> None:
+    """A report decides a join over thousands of upstreams from the states present among them
+    (``app.scheduler.frontier``): that is right only while no rule counts. Every multiset of up
+    to four upstream states must decide as its set of distinct states does."""
+    states = list(TaskState)
+    for size in range(1, 5):
+        for combination in itertools.combinations_with_replacement(states, size):
+            distinct = list(dict.fromkeys(combination))
+            assert decide(rule, combination) == decide(rule, distinct), combination
