@@ -101,22 +101,15 @@ async def _lock(
     for row in rows:
         structure = structures[row.version_id]
         frontier = {d for t in succeeded[row.id] for d in structure.downstream.get(t, ())}
-        ordered = tuple(t for t in structure.tasks if t in frontier)
+        ordered = tuple(sorted(frontier, key=structure.position.__getitem__))
         locked.append((_Run(row.id, structure, ordered), bool(row.needs_scheduling)))
     return locked
 
 
 def _incremental(run: _Run) -> bool:
-    """Whether this path can decide the run's frontier: no mapped task in it and no branch
-    among its upstreams (their choices and aggregates are the full pass's)."""
-    tasks = run.structure.tasks
-    for task_id in run.frontier:
-        spec = tasks[task_id]
-        if spec.mapped is not None:
-            return False
-        if any(tasks[up].branch or tasks[up].mapped is not None for up in spec.upstream):
-            return False
-    return True
+    """Whether this path can decide the run's frontier: no mapped task in it and no branch or
+    mapped task among its upstreams (their choices and aggregates are the full pass's)."""
+    return run.structure.aggregating.isdisjoint(run.frontier)
 
 
 async def _plan(session: AsyncSession, runs: list[_Run], plan: Plan) -> tuple[list[int], set[int]]:
@@ -178,19 +171,17 @@ async def _decide(session: AsyncSession, run: _Run, task_id: str, reads: _Reads)
     if len(spec.upstream) <= FEW_UPSTREAMS:
         states = [reads.states.get((run.id, up), TaskState.NONE) for up in spec.upstream]
     else:
-        states = await _present_states(session, run, spec.upstream)
+        states = await _present_states(session, run, task_id)
     return decide(spec.trigger_rule, states)
 
 
-async def _present_states(
-    session: AsyncSession, run: _Run, upstream: Collection[str]
-) -> list[TaskState]:
-    """The states present among these upstreams' instances, one index probe per state on
-    ``(dag_run_id, state)``. The upstreams are named by whichever list is shorter: themselves,
-    or the run's other tasks (a join over a whole fan-out names two tasks, not 10,000)."""
+async def _present_states(session: AsyncSession, run: _Run, task_id: str) -> list[TaskState]:
+    """The states present among the instances of ``task_id``'s upstreams, one index probe per
+    state on ``(dag_run_id, state)``. The upstreams are named by whichever list is shorter:
+    themselves, or the run's other tasks (a join over a whole fan-out names two, not 10,000)."""
     ti = TaskInstance
-    named = set(upstream)
-    others = [t for t in run.structure.tasks if t not in named]
+    upstream = run.structure.tasks[task_id].upstream
+    others = run.structure.not_upstream_of(task_id)
     among = ti.task_id.not_in(others) if len(others) < len(upstream) else ti.task_id.in_(upstream)
     probes = [
         exists().where(and_(ti.dag_run_id == run.id, ti.state == state, among)).label(state.value)

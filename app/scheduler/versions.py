@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -57,6 +57,11 @@ class DagStructure:
     # Direct downstream task ids of each task, in the structure's order: computed once per
     # version, so following a task to its downstreams costs its out-degree, not the DAG's size.
     downstream: dict[str, tuple[str, ...]]
+    position: dict[str, int]  # each task's place in ``tasks``
+    # Tasks a report cannot decide alone (``frontier``): mapped, or with a branch or mapped
+    # task upstream.
+    aggregating: frozenset[str]
+    _others: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_version(cls, version: DagVersion, fileloc: str) -> DagStructure:
@@ -69,6 +74,13 @@ class DagStructure:
             tasks=tasks,
             options={k: v for k, v in version.serialized.items() if k != "tasks"},
             downstream=_downstream_map(tasks),
+            position={task_id: i for i, task_id in enumerate(tasks)},
+            aggregating=frozenset(
+                spec.task_id
+                for spec in tasks.values()
+                if spec.mapped is not None
+                or any(tasks[up].branch or tasks[up].mapped is not None for up in spec.upstream)
+            ),
         )
 
     @property
@@ -82,6 +94,15 @@ class DagStructure:
     def downstream_of(self, task_id: str) -> list[str]:
         """Direct downstream task ids, in the structure's order."""
         return list(self.downstream.get(task_id, ()))
+
+    def not_upstream_of(self, task_id: str) -> tuple[str, ...]:
+        """Every task that is not a direct upstream of ``task_id`` (itself included), computed
+        once per task: the short way to name a join's upstreams when they are most of the DAG."""
+        others = self._others.get(task_id)
+        if others is None:
+            upstream = set(self.tasks[task_id].upstream)
+            others = self._others[task_id] = tuple(t for t in self.tasks if t not in upstream)
+        return others
 
 
 def _downstream_map(tasks: dict[str, TaskSpec]) -> dict[str, tuple[str, ...]]:
