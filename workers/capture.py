@@ -113,10 +113,19 @@ def capture_into(sink: LogSink) -> Iterator[None]:
 def log_line(level: int, message: str) -> str:
     """A line in the format of captured records, for the worker's own notes in a task's log
     (written directly: two per task, and a log record costs several times more to build)."""
+    global _stamp
     now = time.time()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", _formatter.converter(now))
+    second, stamp = _stamp
+    if int(now) != second:  # localtime() may stat /etc/localtime: once a second is enough
+        second = int(now)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", _formatter.converter(second))
+        _stamp = second, stamp
     level_name = logging.getLevelName(level)
     return f"[{stamp},{int(now % 1 * 1000):03d}] {level_name} weir.worker: {message}\n"
+
+
+_stamp: tuple[int, str] = (-1, "")
+"""The last second ``log_line`` formatted, and its text."""
 
 
 def set_process_sink(sink: LogSink | None) -> None:
