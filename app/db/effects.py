@@ -82,7 +82,10 @@ def install_effects(session_class: type[Session]) -> None:
 
 def _after_commit(session: Session) -> None:
     """The next transaction of this session starts with no effects; whoever holds this one's
-    (the transaction's owner) still reads it."""
+    (the transaction's owner) still reads it. Releasing a savepoint fires this event too: the
+    transaction goes on, and so do its effects (a trigger's wake-up was lost that way)."""
+    if session.in_nested_transaction():
+        return
     effects: Effects | None = session.info.pop(_EFFECTS, None)
     if effects is not None:
         for handler in session.info.get(_HANDLERS, ()):

@@ -66,3 +66,20 @@ async def test_a_savepoint_rolled_back_forgets_only_its_changes(database: Databa
             mark_changed(session)
             await savepoint.rollback()
     assert [(e.scheduler, e.changes) for e in committed] == [(True, set())]
+
+
+async def test_a_released_savepoint_keeps_the_transactions_effects(database: Database) -> None:
+    """Releasing a savepoint fires SQLAlchemy's ``after_commit`` too; the transaction goes on,
+    and what it asked for before and after the savepoint must still reach its owner (a run's
+    creation, in a savepoint, once lost its trigger's wake-up: 5 s until the next sweep)."""
+    committed = _record(database)
+    async with database.sessions() as session:
+        effects = effects_of(session)
+        async with session.begin():
+            mark_changed(session)
+            async with session.begin_nested():
+                wake_relay(session)
+            await wake_scheduler(session)
+            assert effects_of(session) is effects
+        assert committed == [effects]
+        assert (effects.scheduler, effects.relay, effects.changes) == (True, True, {"state"})
