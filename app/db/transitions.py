@@ -9,12 +9,13 @@ caller decides what that means (the execution API answers 409). Helpers never co
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.db.effects import effects_of
 from app.db.models import DagRun, TaskAttempt, TaskInstance
@@ -24,6 +25,7 @@ from weir.states import DagRunState, TaskState, check_transition
 __all__ = [
     "close_attempts",
     "flag_runs_for_scheduling",
+    "move_task_states",
     "set_attempt_states",
     "set_run_state",
     "set_run_states",
@@ -75,19 +77,41 @@ async def set_task_states(
     ``next_attempt`` increments ``attempt`` (a move to ``scheduled`` starts a new try). Returns
     ``(id, attempt)`` of the rows that moved.
     """
+    if next_attempt:
+        values["attempt"] = TaskInstance.attempt + 1
+    rows = await move_task_states(
+        session,
+        task_instance_ids,
+        expected=expected,
+        target=target,
+        returning=(TaskInstance.id, TaskInstance.attempt),
+        **values,
+    )
+    return [(row.id, row.attempt) for row in rows]
+
+
+async def move_task_states(
+    session: AsyncSession,
+    task_instance_ids: Collection[int],
+    *,
+    expected: TaskState,
+    target: TaskState,
+    returning: Sequence[InstrumentedAttribute[Any]],
+    **values: Any,
+) -> Sequence[Row[Any]]:
+    """``set_task_states`` returning the columns its caller needs of the rows that moved (the
+    queueing step reads what a task message carries in the same statement)."""
     if not task_instance_ids:
         return []
     check_transition(expected, target)
-    if next_attempt:
-        values["attempt"] = TaskInstance.attempt + 1
     statement = (
         update(TaskInstance)
         .where(TaskInstance.id.in_(task_instance_ids), TaskInstance.state == expected)
         .values(state=target, **values)
-        .returning(TaskInstance.id, TaskInstance.attempt)
+        .returning(*returning)
         .execution_options(synchronize_session=False)
     )
-    moved = [(row.id, row.attempt) for row in await session.execute(statement)]
+    moved = (await session.execute(statement)).all()
     if moved:
         mark_changed(session)
     return moved

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.models import AttemptLog, TaskAttempt, XCom
-from app.db.transitions import set_task_state
+from app.db.models import AttemptLog, XCom
+from app.db.transitions import close_attempts, set_task_state
 from app.scheduler.versions import DagStructure
 from weir.states import TaskState
 
@@ -133,13 +133,12 @@ async def fail_invalid_branches(
         )
         if not moved:
             continue  # cleared or marked by a user in the meantime: their word wins
-        await session.execute(
-            update(TaskAttempt)
-            .where(
-                TaskAttempt.task_instance_id == branch.task_instance_id,
-                TaskAttempt.attempt == branch.attempt,
-            )
-            .values(state=TaskState.FAILED, error=branch.message)
+        await close_attempts(
+            session,
+            [(branch.task_instance_id, branch.attempt)],
+            state=TaskState.FAILED,
+            now=now,
+            error=branch.message,
         )
         await session.execute(
             insert(AttemptLog).values(

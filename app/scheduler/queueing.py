@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import TaskInstance
 from app.db.outbox import QueuedAttempt, add_task_messages
+from app.db.transitions import move_task_states
 from app.scheduler.capacity import (
     DEFAULT_MAX_ACTIVE_TASKS,
     Block,
@@ -84,8 +85,8 @@ async def queue_scheduled(
     dags = {row.dag_id for row in waiting}
     await lock_capacity(session, pools, dags)
     capacity = await load_capacity(session, pools, dags)
-    ids = set(new) | set(await _with_room(session, capacity, pools, dags))
-    rows = await _load(session, ids)
+    rows = await _with_room(session, capacity, pools, dags)
+    rows |= await _load(session, set(new) - set(rows))
     if not rows:
         return 0
     admitted, blocked = admit([_candidate(r) for r in rows.values()], capacity)
@@ -97,7 +98,7 @@ async def queue_scheduled(
 
 async def _with_room(
     session: AsyncSession, capacity: Capacity, pools: set[str], dags: set[str]
-) -> list[int]:
+) -> dict[int, _Row]:
     """Per pool with free slots, the waiting tasks first in line that could take them, locked
     (``SKIP LOCKED``: a replica busy with some decides for them itself)."""
     full_dags = [
@@ -105,14 +106,14 @@ async def _with_room(
         for dag in dags
         if capacity.dag_taken.get(dag, 0) >= capacity.dag_limit.get(dag, DEFAULT_MAX_ACTIVE_TASKS)
     ]
-    ids: list[int] = []
+    rows: dict[int, _Row] = {}
     for pool in sorted(pools):
         size = capacity.pool_size.get(pool)
         room = 0 if size is None else size - capacity.pool_taken.get(pool, 0)
         if room <= 0 or size is None:
             continue
         statement = (
-            select(TaskInstance.id)
+            select(*_COLUMNS)
             .where(
                 TaskInstance.state == TaskState.SCHEDULED,
                 TaskInstance.pool == pool,
@@ -123,8 +124,8 @@ async def _with_room(
             .limit(min(room, BATCH))
             .with_for_update(skip_locked=True)
         )
-        ids.extend((await session.scalars(statement)).all())
-    return ids
+        rows.update((row.id, row) for row in await session.execute(statement))
+    return rows
 
 
 _COLUMNS = (
@@ -155,32 +156,27 @@ def _candidate(r: _Row) -> Candidate:
 async def _queue(session: AsyncSession, ids: list[int], now: datetime) -> list[QueuedAttempt]:
     """``scheduled -> queued``; returns the attempts in the order of ``ids`` (the database
     returns updated rows in an order of its own)."""
-    if not ids:
-        return []
-    statement = (
-        update(TaskInstance)
-        .where(TaskInstance.id.in_(ids), TaskInstance.state == TaskState.SCHEDULED)
-        .values(
-            state=TaskState.QUEUED,
-            queued_at=now,
-            worker=None,
-            lease_expires_at=None,
-            wait_code=None,
-            wait_reason=None,
-        )
-        .returning(
+    rows = await move_task_states(
+        session,
+        ids,
+        expected=TaskState.SCHEDULED,
+        target=TaskState.QUEUED,
+        returning=(
             TaskInstance.id,
             TaskInstance.attempt,
             TaskInstance.dag_id,
             TaskInstance.run_id,
             TaskInstance.task_id,
             TaskInstance.queue,
-        )
-        .execution_options(synchronize_session=False)
+        ),
+        queued_at=now,
+        worker=None,
+        lease_expires_at=None,
+        wait_code=None,
+        wait_reason=None,
     )
     queued = {
-        r.id: QueuedAttempt(r.id, r.attempt, r.dag_id, r.run_id, r.task_id, r.queue)
-        for r in await session.execute(statement)
+        r.id: QueuedAttempt(r.id, r.attempt, r.dag_id, r.run_id, r.task_id, r.queue) for r in rows
     }
     return [queued[ti_id] for ti_id in ids if ti_id in queued]
 

@@ -23,19 +23,6 @@ _SQL = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 
-KNOWN: dict[tuple[str, str], str] = {
-    (
-        "app/scheduler/queueing.py",
-        "_queue",
-    ): "scheduled -> queued: a set_task_states returning rows",
-    (
-        "app/scheduler/branches.py",
-        "fail_invalid_branches",
-    ): "the record: transitions.close_attempts",
-}
-"""State writes outside ``transitions.py`` that are still to move, with where they go. This list
-only shrinks: a write that moves must leave it, and a new one fails the test."""
-
 
 @dataclass(frozen=True, slots=True)
 class StateWrite:
@@ -149,11 +136,7 @@ def _state_writes_in_app() -> dict[tuple[str, str], list[StateWrite]]:
 
 
 def test_state_is_written_only_by_transitions() -> None:
-    found = _state_writes_in_app()
-    new = {place: writes for place, writes in found.items() if place not in KNOWN}
-    assert new == {}, "write these states through app/db/transitions.py"
-    moved = sorted(set(KNOWN) - set(found))
-    assert moved == [], "these moved to transitions.py: take them off KNOWN"
+    assert _state_writes_in_app() == {}, "write these states through app/db/transitions.py"
 
 
 def test_the_checker_finds_each_form() -> None:
