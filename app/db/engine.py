@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -26,6 +28,11 @@ CONNECT_TIMEOUT = 5.0
 """Seconds a new PostgreSQL connection may take: a database that is gone fails requests fast."""
 POOL_TIMEOUT = 10.0
 """Seconds a request waits for a pooled connection before it answers 503."""
+PING_AFTER_IDLE = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use (and replaced if
+dead): a restart or a lost network shows on idle connections. One in use a moment ago is not:
+SQLAlchemy's ``pool_pre_ping`` would cost three round trips on every transaction of the hot path,
+and a connection that died in between fails its transaction, which callers retry anyway."""
 
 
 class WeirSession(Session):
@@ -61,7 +68,6 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         options.update(
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_timeout=POOL_TIMEOUT,
             connect_args={"timeout": CONNECT_TIMEOUT},
         )
@@ -73,6 +79,7 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         event.listen(engine.sync_engine, "begin", _begin_immediate)
     else:
         install_outage_tracking(engine, outage)
+        _ping_idle_connections(engine)
     changes = ChangeFeed()
     info: dict[str, Any] = {}
     install_change_feed(
@@ -82,6 +89,30 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         engine, expire_on_commit=False, sync_session_class=WeirSession, info=info
     )
     return Database(engine, sessions, changes, outage)
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Ping a connection at checkout if it sat idle for ``PING_AFTER_IDLE``; a dead one is
+    replaced at once (``DisconnectionError`` makes the pool connect anew)."""
+    pool_events = engine.sync_engine.pool
+
+    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise DisconnectionError(f"idle connection is gone: {error}") from error
+
+    event.listen(pool_events, "checkin", checked_in)
+    event.listen(pool_events, "checkout", checked_out)
+
+
+_IDLE_SINCE = "weir_idle_since"
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
