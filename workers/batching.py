@@ -1,14 +1,21 @@
 """Coalescing: the claims, reports and log text a worker has ready at the same moment travel in
 one ``POST /execution/v1/batch``, one transaction on the service.
 
-There is no timer: one batch is in flight at a time, and whatever becomes ready while it is in
-flight goes in the next one. A lone call (a chain's next task) goes out at once; under load,
-batches grow by themselves, and the cost per task falls with them.
+There is no timer. Up to ``MAX_IN_FLIGHT`` batches are in flight at once, and whatever is ready
+when a slot is free goes at once: the sender yields one turn of the event loop before it takes its
+batch, so the items made ready together (the claims of one RabbitMQ prefetch) travel together. A
+lone call (a chain's next task, a report) never waits behind a batch in flight while a slot is
+free: a finished task's report that waited would be lost with a worker killed meanwhile, and the
+task would run again. Under load the slots fill, batches grow by themselves, and the cost per task
+falls with them.
 
 Each item keeps the contract of its one-item call: its own answer (``AttemptRefused`` for a
 refusal), and its own retry budget for transient failures (connection errors, timeouts, 5xx, 429),
-after which it fails with ``ExecutionApiError``. A batch refused as too large (413) is sent again
-one item at a time, so only the item that is too large fails (``BodyTooLarge``).
+after which it fails with ``ExecutionApiError``. After a transient failure no new batch starts
+until the failed one's backoff is over (the service is struggling; more requests would not help).
+A batch refused as too large (413) is sent again one item at a time, so only the item that is too
+large fails (``BodyTooLarge``). The caller's order is kept where it matters because callers await:
+an attempt's log append is answered before its report is sent.
 """
 
 from __future__ import annotations
@@ -29,6 +36,12 @@ logger = logging.getLogger(__name__)
 
 Item = ClaimItem | FinishItem | LogItem
 Send = Callable[[bytes], Awaitable[httpx.Response]]
+
+MAX_IN_FLIGHT = 4
+"""Batches one worker keeps in flight at once. More than one, so that a report never waits behind
+a slow batch (a claim burst, a large log) while a slot is free; few, because each batch holds one
+of its API replica's database connections (a pool of 10 + 10) for its transaction, and a handful
+of busy workers must leave some for the scheduler, the relay and other workers."""
 
 MAX_ITEMS = 500
 MAX_BYTES = 4 * 1024 * 1024
@@ -69,7 +82,8 @@ class Backoff:
 
 
 class Coalescer:
-    """Queues items and sends them in batches through ``send`` (one POST with the JSON body)."""
+    """Queues items and sends them in batches through ``send`` (one POST with the JSON body),
+    at most ``MAX_IN_FLIGHT`` at once."""
 
     def __init__(
         self,
@@ -81,9 +95,11 @@ class Coalescer:
     ) -> None:
         self._send = send
         self._pending: list[_Pending] = []
-        self._ready = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
-        self._first_wait, self._max_wait = first_wait, max_wait
+        self._senders: set[asyncio.Task[None]] = set()
+        self._starting = False  # a sender is yielding its turn before it takes a batch
+        self._backing_off = 0  # senders waiting out a backoff: no new batch starts meanwhile
+        self._closed = False
+        self._backoff = Backoff(first_wait, max_wait)
         self._describe = describe  # where the API is, for error messages
         self.batches = 0  # how many requests went out (the bench and tests read it)
 
@@ -95,29 +111,55 @@ class Coalescer:
             item, item.model_dump_json().encode(), loop.time() + budget, loop.create_future()
         )
         self._pending.append(pending)
-        self._ready.set()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name="execution-batches")
+        self._start_sender()
         return await pending.future
 
     async def aclose(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        for pending in self._pending:
-            if not pending.future.done():
-                pending.future.cancel()
+        """Stop sending: items queued or in flight are cancelled."""
+        self._closed = True
+        for sender in self._senders:
+            sender.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        _cancel_all(self._pending)
+        self._pending.clear()
 
-    async def _flush(self) -> None:
-        backoff = Backoff(self._first_wait, self._max_wait)
-        while True:
-            await self._ready.wait()
-            self._ready.clear()
-            while batch := self._take():
-                if await self._send_batch(batch):
-                    backoff.tries = 0
-                else:
-                    await asyncio.sleep(backoff.next())
+    def _start_sender(self) -> None:
+        """A new sender, if items wait, a slot is free and no sender is about to take them."""
+        if (
+            self._closed
+            or self._starting
+            or self._backing_off
+            or not self._pending
+            or len(self._senders) >= MAX_IN_FLIGHT
+        ):
+            return
+        self._starting = True
+        sender = asyncio.create_task(self._run_sender(), name="execution-batches")
+        self._senders.add(sender)
+        sender.add_done_callback(self._sender_done)
+
+    def _sender_done(self, sender: asyncio.Task[None]) -> None:
+        self._senders.discard(sender)
+        if not sender.cancelled() and sender.exception() is not None:
+            logger.error("execution batch sender failed", exc_info=sender.exception())
+        self._start_sender()  # what came while every slot was busy, if no sender took it
+
+    async def _run_sender(self) -> None:
+        """One slot: send batches while items wait (none while another sender backs off)."""
+        try:
+            await asyncio.sleep(0)  # one turn: the items made ready with the first travel with it
+        finally:
+            self._starting = False
+        while not self._backing_off and (batch := self._take()):
+            self._start_sender()  # what this batch could not hold goes in another slot at once
+            if await self._send_batch(batch):
+                self._backoff.tries = 0
+                continue
+            self._backing_off += 1
+            try:
+                await asyncio.sleep(self._backoff.next())
+            finally:
+                self._backing_off -= 1
 
     def _take(self) -> list[_Pending]:
         """The next batch: the oldest items up to ``MAX_ITEMS``/``MAX_BYTES`` (at least one);
@@ -146,6 +188,9 @@ class Coalescer:
         self.batches += 1
         try:
             answers = _parse(await self._send(body), len(batch))
+        except asyncio.CancelledError:  # the client is closing: its callers get no answer
+            _cancel_all(batch)
+            raise
         except TransientBatchError as error:
             self._retry_later(batch, error)
             return False
@@ -187,12 +232,16 @@ class Coalescer:
                 self._describe(),
             )
             self._pending[:0] = keep
-            self._ready.set()
 
 
 def _settle_all(batch: list[_Pending], error: Exception) -> None:
     for pending in batch:
         _settle(pending, error)
+
+
+def _cancel_all(batch: list[_Pending]) -> None:
+    for pending in batch:
+        pending.future.cancel()
 
 
 def _settle(pending: _Pending, error: Exception) -> None:

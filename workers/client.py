@@ -8,12 +8,13 @@ Errors::
         └── BodyTooLarge       413: the body is over the service's limit (a huge return value)
 
 Claims, reports and log text go through a ``Coalescer`` (``workers.batching``): what is ready
-together travels in one ``POST /execution/v1/batch``; each item is still answered on its own and
-raises as its one-item call would. Transient failures (connection errors, timeouts, 5xx, 429) are
-retried with jittered exponential backoff for a bounded time per call (``RetryBudget``), then
-raised as ``ExecutionApiError``. A
-retried call may have reached the service the first time: the fence turns such a duplicate into a
-409, so a worker treats ``AttemptRefused`` after a retry the same way as any other refusal.
+together travels in one ``POST /execution/v1/batch``, with a few batches in flight at once over
+the client's keep-alive connections; each item is still answered on its own and raises as its
+one-item call would. Transient failures (connection errors, timeouts, 5xx, 429) are retried with
+jittered exponential backoff for a bounded time per call (``RetryBudget``), then raised as
+``ExecutionApiError``. A retried call may have reached the service the first time: the fence
+turns such a duplicate into a 409, so a worker treats ``AttemptRefused`` after a retry the same
+way as any other refusal.
 
 ``WEIR_API_URL`` may name several replicas, separated by commas: a call that cannot reach one
 (a connection error or timeout) is retried on the next, and the worker stays with the replica that

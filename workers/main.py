@@ -44,10 +44,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume and run attempts until ``stop`` is set, then shut down gracefully."""
         settings = self._settings
-        # One request per call for now: a coalesced report can wait behind the batch in flight,
-        # and a worker killed in that moment leaves a finished task to run again (the chaos
-        # suite's poison-task test saw it). Coalescing returns with several batches in flight.
-        client = self._client or ExecutionClient(settings.api_url, coalesce=False)
+        # Coalesced: claims, reports and log text ready together share one request. Several
+        # batches are in flight at once, so a finished task's report never waits behind one
+        # while a slot is free (a worker killed in that moment would leave it to run again).
+        client = self._client or ExecutionClient(settings.api_url)
         runner = Runner(settings.dags_folder, settings.worker_concurrency)
         leases = LeaseKeeper(client)
         handler = AttemptHandler(
