@@ -13,11 +13,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Outbox
+from app.db.statements import prebuilt
 from weir.messages import MESSAGE_VERSION
 
 __all__ = [
@@ -85,17 +87,24 @@ async def take_outbox_batch(session: AsyncSession, limit: int) -> list[OutboxRow
     """The oldest unpublished messages, deleted in the caller's transaction in the same
     statement that takes them (locked, so another replica's relay skips them): the caller
     publishes, then commits; a failed publish rolls the delete back."""
+    statement = prebuilt("outbox.take", _take_oldest)
+    rows = [OutboxRow(*row) for row in await session.execute(statement, {"limit": limit})]
+    rows.sort(key=lambda row: row.id)  # RETURNING has no order: keep the queueing order
+    return rows
+
+
+def _take_oldest() -> Any:
     oldest = (
-        select(Outbox.id).order_by(Outbox.id).limit(limit).with_for_update(skip_locked=True)
+        select(Outbox.id)
+        .order_by(Outbox.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
     ).scalar_subquery()
-    statement = (
+    return (
         delete(Outbox)
         .where(Outbox.id.in_(oldest))
         .returning(Outbox.id, Outbox.queue, Outbox.body, Outbox.message_id, Outbox.priority)
     )
-    rows = [OutboxRow(*row) for row in await session.execute(statement)]
-    rows.sort(key=lambda row: row.id)  # RETURNING has no order: keep the queueing order
-    return rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,13 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, tuple_, update
+from sqlalchemy import Row, bindparam, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.db.effects import effects_of
 from app.db.models import DagRun, TaskAttempt, TaskInstance
+from app.db.statements import prebuilt
 from app.live import mark_changed
 from weir.states import DagRunState, TaskState, check_transition
 
@@ -77,14 +78,13 @@ async def set_task_states(
     ``next_attempt`` increments ``attempt`` (a move to ``scheduled`` starts a new try). Returns
     ``(id, attempt)`` of the rows that moved.
     """
-    if next_attempt:
-        values["attempt"] = TaskInstance.attempt + 1
     rows = await move_task_states(
         session,
         task_instance_ids,
         expected=expected,
         target=target,
         returning=(TaskInstance.id, TaskInstance.attempt),
+        next_attempt=next_attempt,
         **values,
     )
     return [(row.id, row.attempt) for row in rows]
@@ -97,21 +97,38 @@ async def move_task_states(
     expected: TaskState,
     target: TaskState,
     returning: Sequence[InstrumentedAttribute[Any]],
+    next_attempt: bool = False,
     **values: Any,
 ) -> Sequence[Row[Any]]:
     """``set_task_states`` returning the columns its caller needs of the rows that moved (the
-    queueing step reads what a task message carries in the same statement)."""
+    queueing step reads what a task message carries in the same statement). ``values`` are
+    plain values, bound as parameters of a statement built once per shape (``db.statements``)."""
     if not task_instance_ids:
         return []
     check_transition(expected, target)
-    statement = (
-        update(TaskInstance)
-        .where(TaskInstance.id.in_(task_instance_ids), TaskInstance.state == expected)
-        .values(state=target, **values)
-        .returning(*returning)
-        .execution_options(synchronize_session=False)
+    names = tuple(sorted(values))
+    columns = tuple(column.key for column in returning)
+
+    def build() -> Any:
+        sets: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+        if next_attempt:
+            sets["attempt"] = TaskInstance.attempt + 1
+        return (
+            update(TaskInstance)
+            .where(
+                TaskInstance.id.in_(bindparam("ids", expanding=True)),
+                TaskInstance.state == expected,
+            )
+            .values(state=target, **sets)
+            .returning(*returning)
+            .execution_options(synchronize_session=False)
+        )
+
+    statement = prebuilt(
+        ("move_task_states", expected, target, names, columns, next_attempt), build
     )
-    moved = (await session.execute(statement)).all()
+    parameters = {"ids": list(task_instance_ids), **{f"v_{k}": v for k, v in values.items()}}
+    moved = (await session.execute(statement, parameters)).all()
     if moved:
         mark_changed(session)
     return moved
@@ -132,17 +149,25 @@ async def set_attempt_states(
     if not attempts:
         return {}
     check_transition(expected, target)
-    statement = (
-        update(TaskInstance)
-        .where(
-            tuple_(TaskInstance.id, TaskInstance.attempt).in_(attempts),
-            TaskInstance.state == expected,
+    names = tuple(sorted(values))
+
+    def build() -> Any:
+        return (
+            update(TaskInstance)
+            .where(
+                tuple_(TaskInstance.id, TaskInstance.attempt).in_(
+                    bindparam("attempts", expanding=True)
+                ),
+                TaskInstance.state == expected,
+            )
+            .values(state=target, **{name: bindparam(f"v_{name}") for name in names})
+            .returning(TaskInstance.id, TaskInstance.dag_run_id, TaskInstance.task_id)
+            .execution_options(synchronize_session=False)
         )
-        .values(state=target, **values)
-        .returning(TaskInstance.id, TaskInstance.dag_run_id, TaskInstance.task_id)
-        .execution_options(synchronize_session=False)
-    )
-    moved = {row.id: row for row in await session.execute(statement)}
+
+    statement = prebuilt(("set_attempt_states", expected, target, names), build)
+    parameters = {"attempts": list(attempts), **{f"v_{k}": v for k, v in values.items()}}
+    moved = {row.id: row for row in await session.execute(statement, parameters)}
     if moved:
         mark_changed(session)
     return moved
@@ -215,11 +240,21 @@ async def close_attempts(
     scheduled again). The caller has already moved the instances, fenced on these attempts."""
     if not attempts:
         return
+    statement = prebuilt(
+        "close_attempts",
+        lambda: (
+            update(TaskAttempt)
+            .where(
+                tuple_(TaskAttempt.task_instance_id, TaskAttempt.attempt).in_(
+                    bindparam("attempts", expanding=True)
+                )
+            )
+            .values(state=bindparam("state"), end_date=bindparam("now"), error=bindparam("error"))
+            .execution_options(synchronize_session=False)
+        ),
+    )
     await session.execute(
-        update(TaskAttempt)
-        .where(tuple_(TaskAttempt.task_instance_id, TaskAttempt.attempt).in_(attempts))
-        .values(state=state, end_date=now, error=error)
-        .execution_options(synchronize_session=False)
+        statement, {"attempts": list(attempts), "state": state, "now": now, "error": error}
     )
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskAttempt, TaskInstance
+from app.db.statements import prebuilt
 from app.db.transitions import set_attempt_states
 from app.scheduler.mapping import load_results, map_element
 from app.scheduler.versions import DagStructure, TaskSpec, VersionCache
@@ -102,14 +103,15 @@ async def claim_attempts(
         }
         await session.execute(insert(TaskAttempt), list(records.values()))
     ids = {claim.task_instance_id for claim in claims}
-    rows = {
-        row.id: row
-        for row in await session.execute(
+    statement = prebuilt(
+        "claims.read",
+        lambda: (
             select(*_COLUMNS)
             .join(DagRun, DagRun.id == TaskInstance.dag_run_id)
-            .where(TaskInstance.id.in_(ids))
-        )
-    }
+            .where(TaskInstance.id.in_(bindparam("ids", expanding=True)))
+        ),
+    )
+    rows = {row.id: row for row in await session.execute(statement, {"ids": list(ids)})}
     structures = await versions.get_many(session, {row.version_id for row in rows.values()})
     answers: list[ClaimAccepted | ClaimRefused] = []
     for claim in claims:

@@ -14,11 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select, text, union_all
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    CompoundSelect,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import Dag, DagVersion, Pool, TaskInstance
+from app.db.statements import prebuilt
 from weir.states import TaskState
 
 __all__ = [
@@ -175,8 +187,27 @@ async def load_capacity(
 ) -> Capacity:
     """Limits and occupancy of these pools and DAGs, as committed (call after the lock)."""
     pools, dags = sorted(set(pools)), sorted(set(dags))
+    parts = prebuilt("capacity.load", _occupancy)
+    rows = await session.execute(parts, {"pools": pools, "dags": dags})
+    capacity = Capacity()
+    found: dict[str, dict[str, int]] = {
+        "pool_size": capacity.pool_size,
+        "pool_taken": capacity.pool_taken,
+        "dag_limit": capacity.dag_limit,
+        "dag_taken": capacity.dag_taken,
+    }
+    for kind, name, value in rows:  # one round trip for the four
+        found[kind][name] = int(value)
+    return capacity
+
+
+def _occupancy() -> CompoundSelect[Any]:
+    """Pool sizes and use, DAG limits and use, for the pools and DAGs bound as ``pools`` and
+    ``dags``, in one ``UNION ALL``."""
     active = TaskInstance.state.in_(ACTIVE_STATES)
-    parts = union_all(
+    pools: BindParameter[str] = bindparam("pools", expanding=True)
+    dags: BindParameter[str] = bindparam("dags", expanding=True)
+    return union_all(
         select(literal("pool_size"), Pool.name, Pool.slots).where(Pool.name.in_(pools)),
         select(literal("pool_taken"), TaskInstance.pool, func.sum(TaskInstance.pool_slots))
         .where(active, TaskInstance.pool.in_(pools))
@@ -192,16 +223,6 @@ async def load_capacity(
         .where(active, TaskInstance.dag_id.in_(dags))
         .group_by(TaskInstance.dag_id),
     )
-    capacity = Capacity()
-    found: dict[str, dict[str, int]] = {
-        "pool_size": capacity.pool_size,
-        "pool_taken": capacity.pool_taken,
-        "dag_limit": capacity.dag_limit,
-        "dag_taken": capacity.dag_taken,
-    }
-    for kind, name, value in await session.execute(parts):  # one round trip for the four
-        found[kind][name] = int(value)
-    return capacity
 
 
 async def holders(session: AsyncSession, block: Block) -> list[str]:

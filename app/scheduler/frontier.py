@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import DagRun, TaskInstance
+from app.db.statements import prebuilt
 from app.db.transitions import flag_runs_for_scheduling
 from app.scheduler.progress import Advanced, Plan, advance_runs, apply_plan
 from app.scheduler.versions import DagStructure, VersionCache
@@ -88,14 +90,19 @@ async def _lock(
     look since they were last advanced. ``FOR NO KEY UPDATE``, the lock an ``UPDATE`` of the run
     takes: a plain ``FOR UPDATE`` would also wait for the key-share locks that inserting a
     result (its foreign key to the run) takes, and two reports of one run would deadlock."""
-    rows = (
-        await session.execute(
+    statement = prebuilt(
+        "frontier.lock",
+        lambda: (
             select(DagRun.id, DagRun.version_id, DagRun.needs_scheduling)
-            .where(DagRun.id.in_(succeeded), DagRun.state == DagRunState.RUNNING)
+            .where(
+                DagRun.id.in_(bindparam("runs", expanding=True)),
+                DagRun.state == DagRunState.RUNNING,
+            )
             .order_by(DagRun.id)
             .with_for_update(key_share=True)
-        )
-    ).all()
+        ),
+    )
+    rows = (await session.execute(statement, {"runs": list(succeeded)})).all()
     structures = await versions.get_many(session, {row.version_id for row in rows})
     locked = []
     for row in rows:
@@ -147,12 +154,16 @@ async def _read(session: AsyncSession, runs: list[_Run]) -> _Reads:
     if not wanted:
         return reads
     ti = TaskInstance
-    rows = await session.execute(
-        select(ti.id, ti.dag_run_id, ti.task_id, ti.state).where(
-            ti.dag_run_id.in_({run_id for run_id, _ in wanted}),
-            ti.task_id.in_({task_id for _, task_id in wanted}),
-        )
+    statement = prebuilt(
+        "frontier.read",
+        lambda: select(ti.id, ti.dag_run_id, ti.task_id, ti.state).where(
+            ti.dag_run_id.in_(bindparam("runs", expanding=True)),
+            ti.task_id.in_(bindparam("tasks", expanding=True)),
+        ),
     )
+    runs_read = list({run_id for run_id, _ in wanted})
+    tasks_read = list({task_id for _, task_id in wanted})
+    rows = await session.execute(statement, {"runs": runs_read, "tasks": tasks_read})
     for ti_id, run_id, task_id, state in rows:
         if (run_id, task_id) in wanted:
             reads.ids[(run_id, task_id)] = ti_id
@@ -179,16 +190,29 @@ async def _present_states(session: AsyncSession, run: _Run, task_id: str) -> lis
     """The states present among the instances of ``task_id``'s upstreams, one index probe per
     state on ``(dag_run_id, state)``. The upstreams are named by whichever list is shorter:
     themselves, or the run's other tasks (a join over a whole fan-out names two, not 10,000)."""
-    ti = TaskInstance
     upstream = run.structure.tasks[task_id].upstream
     others = run.structure.not_upstream_of(task_id)
-    among = ti.task_id.not_in(others) if len(others) < len(upstream) else ti.task_id.in_(upstream)
-    probes = [
-        exists().where(and_(ti.dag_run_id == run.id, ti.state == state, among)).label(state.value)
-        for state in TaskState
-    ]
-    row = (await session.execute(select(*probes))).one()
+    by_others = len(others) < len(upstream)
+    statement = prebuilt(("frontier.present", by_others), lambda: _probes(by_others))
+    named = list(others if by_others else upstream)
+    row = (await session.execute(statement, {"run": run.id, "tasks": named})).one()
     return [state for state, present in zip(TaskState, row, strict=True) if present]
+
+
+def _probes(by_others: bool) -> Any:
+    """One ``EXISTS`` per state over the instances of the tasks bound as ``tasks`` (or of every
+    task but those, ``by_others``) in the run bound as ``run``."""
+    ti = TaskInstance
+    tasks: BindParameter[str] = bindparam("tasks", expanding=True)
+    among = ti.task_id.not_in(tasks) if by_others else ti.task_id.in_(tasks)
+    return select(
+        *(
+            exists()
+            .where(and_(ti.dag_run_id == bindparam("run"), ti.state == state, among))
+            .label(state.value)
+            for state in TaskState
+        )
+    )
 
 
 async def _finished(session: AsyncSession, run_ids: list[int]) -> list[int]:
@@ -196,10 +220,15 @@ async def _finished(session: AsyncSession, run_ids: list[int]) -> list[int]:
     ``(dag_run_id, state)`` per open state and run."""
     if not run_ids:
         return []
+    statement = prebuilt("frontier.finished", _still_open_runs)
+    rows = await session.execute(statement, {"runs": run_ids})
+    return [row.id for row in rows]
+
+
+def _still_open_runs() -> Select[Any]:
     ti = TaskInstance
     open_states = [s for s in TaskState if s not in TERMINAL_TASK_STATES]
     still_open = select(ti.id).where(ti.dag_run_id == DagRun.id, ti.state.in_(open_states))
-    rows = await session.execute(
-        select(DagRun.id).where(DagRun.id.in_(run_ids), ~still_open.exists())
+    return select(DagRun.id).where(
+        DagRun.id.in_(bindparam("runs", expanding=True)), ~still_open.exists()
     )
-    return [row.id for row in rows]

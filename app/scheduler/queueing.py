@@ -26,11 +26,12 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Row, Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import TaskInstance
 from app.db.outbox import QueuedAttempt, add_task_messages
+from app.db.statements import prebuilt
 from app.db.transitions import move_task_states
 from app.scheduler.capacity import (
     DEFAULT_MAX_ACTIVE_TASKS,
@@ -72,13 +73,7 @@ async def queue_scheduled(
     """``scheduled -> queued`` for the highest-priority tasks there is room for, each with its
     message (invariant 3). Returns how many were queued."""
     check_transition(TaskState.SCHEDULED, TaskState.QUEUED)
-    waiting = (
-        await session.execute(
-            select(TaskInstance.pool, TaskInstance.dag_id)
-            .where(TaskInstance.state == TaskState.SCHEDULED)
-            .group_by(TaskInstance.pool, TaskInstance.dag_id)
-        )
-    ).all()
+    waiting = (await session.execute(prebuilt("queueing.waiting", _waiting))).all()
     if not waiting:
         return 0
     pools = {row.pool for row in waiting}
@@ -112,19 +107,9 @@ async def _with_room(
         room = 0 if size is None else size - capacity.pool_taken.get(pool, 0)
         if room <= 0 or size is None:
             continue
-        statement = (
-            select(*_COLUMNS)
-            .where(
-                TaskInstance.state == TaskState.SCHEDULED,
-                TaskInstance.pool == pool,
-                TaskInstance.pool_slots <= size,
-                TaskInstance.dag_id.not_in(full_dags),
-            )
-            .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
-            .limit(min(room, BATCH))
-            .with_for_update(skip_locked=True)
-        )
-        rows.update((row.id, row) for row in await session.execute(statement))
+        statement = prebuilt("queueing.first_in_line", _first_in_line)
+        parameters = {"pool": pool, "size": size, "full": full_dags, "room": min(room, BATCH)}
+        rows.update((row.id, row) for row in await session.execute(statement, parameters))
     return rows
 
 
@@ -137,6 +122,32 @@ _COLUMNS = (
     TaskInstance.wait_code,
     TaskInstance.wait_reason,
 )
+
+
+def _waiting() -> Select[str, str]:
+    """The pools and DAGs that have tasks waiting for a slot."""
+    return (
+        select(TaskInstance.pool, TaskInstance.dag_id)
+        .where(TaskInstance.state == TaskState.SCHEDULED)
+        .group_by(TaskInstance.pool, TaskInstance.dag_id)
+    )
+
+
+def _first_in_line() -> Any:
+    """The ``room`` waiting tasks first in line for ``pool`` that fit its ``size``, outside the
+    ``full`` DAGs, locked (``SKIP LOCKED``)."""
+    return (
+        select(*_COLUMNS)
+        .where(
+            TaskInstance.state == TaskState.SCHEDULED,
+            TaskInstance.pool == bindparam("pool"),
+            TaskInstance.pool_slots <= bindparam("size"),
+            TaskInstance.dag_id.not_in(bindparam("full", expanding=True)),
+        )
+        .order_by(TaskInstance.priority_weight.desc(), TaskInstance.id)
+        .limit(bindparam("room"))
+        .with_for_update(skip_locked=True)
+    )
 
 
 async def _load(session: AsyncSession, ids: set[int]) -> dict[int, _Row]:
