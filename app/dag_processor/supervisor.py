@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
@@ -75,6 +77,8 @@ class DagProcessor:
                 break
         if total and self._on_change is not None:
             self._on_change()
+        if total:
+            release_free_memory()
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -201,6 +205,27 @@ def _log_outcome(fileloc: str, result: ParseResult, outcome: FileOutcome) -> Non
         logger.info(
             "DAG file %s no longer defines (now inactive): %s", fileloc, outcome.deactivated
         )
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system after a pass: parsing and storing a large
+    DAG (a 10,000-task version is tens of MB of dicts and JSON, briefly) leaves them in glibc's
+    heap, where they would count in the process's RSS for good (16 MB of the API's peak in the
+    bench's 10,000-task fan-out). A no-op where the C library has no ``malloc_trim``."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _hash_files(folder: Path) -> dict[str, str]:
