@@ -5,10 +5,14 @@ one attempt can kill everything it started. The price is that a worker killed wi
 them orphaned: they would finish their side effects while the lapsed attempt runs again elsewhere.
 
 So each worker starts one small watchdog process and tells it, over a pipe, which process groups
-it leads right now (``+pgid`` when a group starts, ``-pgid`` when it has ended). The watchdog does
-nothing else until the pipe reaches end of file, which happens however the worker ends (the kernel
-closes its end): it then kills every group still registered and exits. A worker that stops
-normally has forgotten its groups by then, so the watchdog finds nothing to kill.
+it leads right now (``+pgid`` when a group starts, ``-pgid`` when it has ended). A group is
+known only once its leader runs, a few turns of the worker's event loop after it was started; a
+worker killed in between would leave it behind, so task processes also carry the worker's marker
+in their environment (``WEIR_REAPER``), and the watchdog kills the groups of marked processes
+too. The watchdog does nothing else until the pipe reaches end of file, which happens however the
+worker ends (the kernel closes its end): it then kills every group still registered and exits.
+A worker that stops normally has forgotten its groups by then, so the watchdog finds nothing to
+kill.
 
 This module is also the watchdog's program: it runs by path with ``python -I -S``, so it imports
 only the standard library and starts in milliseconds.
@@ -18,15 +22,20 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 from contextlib import suppress
 
-__all__ = ["ProcessGroupReaper"]
+__all__ = ["MARKER", "ProcessGroupReaper"]
 
 logger = logging.getLogger(__name__)
+
+
+MARKER = "WEIR_REAPER"
+"""The environment variable that marks a task process as this worker's (see ``marker``)."""
 
 
 class ProcessGroupReaper:
@@ -36,10 +45,14 @@ class ProcessGroupReaper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._broken = False
+        self.marker = f"{os.getpid()}-{secrets.token_hex(8)}"
+        """Set as ``WEIR_REAPER`` in a task process's environment before it starts: a process
+        started but not registered yet (its group is known only once it runs, a few turns of the
+        event loop later) is found by it, so a worker killed in that moment leaves nothing."""
         # A session of its own: a Ctrl-C or SIGTERM to the worker's group must not end the
         # watchdog before the worker has drained its attempts.
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-S", os.path.abspath(__file__)],
+            [sys.executable, "-I", "-S", os.path.abspath(__file__), self.marker],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
@@ -93,9 +106,29 @@ def _watch_until_orphaned() -> None:
             groups.add(pgid)
         else:
             groups.discard(pgid)
+    groups |= _marked_groups(sys.argv[1]) if len(sys.argv) > 1 else set()
+    groups.discard(os.getpgid(0))
     for pgid in groups:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+
+
+def _marked_groups(marker: str) -> set[int]:
+    """The process groups of every process whose environment carries this worker's marker
+    (Linux ``/proc``; elsewhere none are found and registration alone applies)."""
+    wanted = f"{MARKER}={marker}".encode()
+    groups: set[int] = set()
+    with suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                    if wanted in environ.read().split(b"\0"):
+                        groups.add(os.getpgid(int(entry.name)))
+            except (OSError, ProcessLookupError):
+                continue  # gone, or not ours to read
+    return groups
 
 
 if __name__ == "__main__":

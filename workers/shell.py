@@ -28,7 +28,7 @@ from weir.task import Task
 from workers.capture import LogSink, capture_into, log_line
 from workers.invocation import invoke_in_loop
 from workers.outcome import Outcome
-from workers.reaper import ProcessGroupReaper
+from workers.reaper import MARKER, ProcessGroupReaper
 
 __all__ = ["run_shell"]
 
@@ -56,7 +56,8 @@ async def run_shell(
         )
     log.write(log_line(logging.INFO, f"Running command: {command}"))
     with tempfile.TemporaryDirectory(prefix="weir-shell-") as cwd:
-        code, last_line = await _run_command(command, cwd, _environment(claim), log, reaper)
+        env = _environment(claim, reaper.marker)
+        code, last_line = await _run_command(command, cwd, env, log, reaper)
     log.write(log_line(logging.INFO, f"Command exited with return code {code}"))
     if code != 0:
         return Outcome.failed(_describe_exit(code))
@@ -211,9 +212,10 @@ def _describe_exit(code: int) -> str:
     return f"The command exited with code {code}."
 
 
-def _environment(claim: ClaimAccepted) -> dict[str, str]:
+def _environment(claim: ClaimAccepted, marker: str) -> dict[str, str]:
     return {
         **os.environ,
+        MARKER: marker,  # found by the watchdog even before the group is registered
         "WEIR_DAG_ID": claim.dag_id,
         "WEIR_RUN_ID": claim.run_id,
         "WEIR_TASK_ID": claim.task_id,
