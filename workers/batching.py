@@ -1,21 +1,23 @@
 """Coalescing: the claims, reports and log text a worker has ready at the same moment travel in
 one ``POST /execution/v1/batch``, one transaction on the service.
 
-There is no timer. Up to ``MAX_IN_FLIGHT`` batches are in flight at once, and whatever is ready
-when a slot is free goes at once: the sender yields one turn of the event loop before it takes its
-batch, so the items made ready together (the claims of one RabbitMQ prefetch) travel together. A
-lone call (a chain's next task, a report) never waits behind a batch in flight while a slot is
-free: a finished task's report that waited would be lost with a worker killed meanwhile, and the
-task would run again. Under load the slots fill, batches grow by themselves, and the cost per task
-falls with them.
+There is no timer. A report (``finish``) never waits behind a batch in flight while one of the
+``MAX_IN_FLIGHT`` send slots is free: it goes at once, with whatever else is ready. A finished
+task's report that waited would die with a worker killed meanwhile, and the task would run again
+(the chaos suite's poison task kills its worker just as the batch with its claim is answered).
+Claims and log text have no such hurry: they start a batch of their own only when none is in
+flight, and otherwise ride with the next report or go when the batch in flight is answered. So a
+lone call (a chain's next task) goes at once, and under load batches grow by themselves and the
+cost per task falls with them. A sender yields one turn of the event loop before it takes its
+batch, so the items made ready together (the claims of one RabbitMQ prefetch) travel together.
 
 Each item keeps the contract of its one-item call: its own answer (``AttemptRefused`` for a
 refusal), and its own retry budget for transient failures (connection errors, timeouts, 5xx, 429),
 after which it fails with ``ExecutionApiError``. After a transient failure no new batch starts
 until the failed one's backoff is over (the service is struggling; more requests would not help).
 A batch refused as too large (413) is sent again one item at a time, so only the item that is too
-large fails (``BodyTooLarge``). The caller's order is kept where it matters because callers await:
-an attempt's log append is answered before its report is sent.
+large fails (``BodyTooLarge``). The order that matters is kept by the callers, who await: an
+attempt's log append is answered before its report is sent.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ MAX_IN_FLIGHT = 4
 """Batches one worker keeps in flight at once. More than one, so that a report never waits behind
 a slow batch (a claim burst, a large log) while a slot is free; few, because each batch holds one
 of its API replica's database connections (a pool of 10 + 10) for its transaction, and a handful
-of busy workers must leave some for the scheduler, the relay and other workers."""
+of busy workers must leave some for the scheduler, the relay and other workers. Only reports open
+a second slot: a batch of claims in flight makes the next claims wait and gather."""
 
 MAX_ITEMS = 500
 MAX_BYTES = 4 * 1024 * 1024
@@ -124,14 +127,8 @@ class Coalescer:
         self._pending.clear()
 
     def _start_sender(self) -> None:
-        """A new sender, if items wait, a slot is free and no sender is about to take them."""
-        if (
-            self._closed
-            or self._starting
-            or self._backing_off
-            or not self._pending
-            or len(self._senders) >= MAX_IN_FLIGHT
-        ):
+        """A new sender, if a batch may start and no sender is about to take one."""
+        if self._closed or self._starting or not self._may_send(len(self._senders)):
             return
         self._starting = True
         sender = asyncio.create_task(self._run_sender(), name="execution-batches")
@@ -150,7 +147,7 @@ class Coalescer:
             await asyncio.sleep(0)  # one turn: the items made ready with the first travel with it
         finally:
             self._starting = False
-        while not self._backing_off and (batch := self._take()):
+        while self._may_send(len(self._senders) - 1) and (batch := self._take()):
             self._start_sender()  # what this batch could not hold goes in another slot at once
             if await self._send_batch(batch):
                 self._backoff.tries = 0
@@ -160,6 +157,15 @@ class Coalescer:
                 await asyncio.sleep(self._backoff.next())
             finally:
                 self._backing_off -= 1
+
+    def _may_send(self, in_flight: int) -> bool:
+        """Whether a batch may go now beside ``in_flight`` others: with a slot free, at once if
+        a report waits; claims and log text only when nothing else is in flight."""
+        if self._backing_off or not self._pending:
+            return False
+        if not in_flight:
+            return True
+        return in_flight < MAX_IN_FLIGHT and any(p.item.kind == "finish" for p in self._pending)
 
     def _take(self) -> list[_Pending]:
         """The next batch: the oldest items up to ``MAX_ITEMS``/``MAX_BYTES`` (at least one);

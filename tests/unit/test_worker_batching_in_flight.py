@@ -1,6 +1,7 @@
-"""Several batches in flight: a call never waits behind a batch in flight while a send slot is
-free, no more than ``MAX_IN_FLIGHT`` batches are in flight, and what is made ready in one turn
-of the event loop travels together.
+"""Several batches in flight: a report never waits behind a batch in flight while a send slot is
+free, claims and log text wait for the batch in flight or ride with a report, no more than
+``MAX_IN_FLIGHT`` batches are in flight, and what is made ready in one turn of the event loop
+travels together.
 
 The service is stood in for at the transport edge (``httpx.MockTransport``) by one that holds
 each batch until the test lets it go, so "in flight" is a state the test can look at.
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from tests.unit.test_worker_batching import FAST, BatchService, accept
-from weir.messages import ClaimAccepted, ClaimRequest, FinishRequest
+from weir.messages import ClaimAccepted, ClaimRequest, FinishAccepted, FinishRequest
 from workers.batching import MAX_IN_FLIGHT
 from workers.client import ExecutionClient, RetryBudget
 
@@ -85,6 +86,18 @@ def claim(client: ExecutionClient, ti_id: int) -> asyncio.Task[ClaimAccepted]:
     return asyncio.create_task(client.claim(ti_id, f"tok{ti_id}", request))
 
 
+def finish(client: ExecutionClient, ti_id: int) -> asyncio.Task[FinishAccepted]:
+    """A report, in a task of its own (as each attempt makes one)."""
+    report = FinishRequest(attempt=1, state="success")
+    return asyncio.create_task(client.finish(ti_id, f"tok{ti_id}", report))
+
+
+async def turns(count: int = 10) -> None:
+    """Turns of the event loop enough for a batch to be sent, were it allowed."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
 async def test_a_report_goes_at_once_while_another_batch_is_in_flight(
     service: HeldService, client: ExecutionClient
 ) -> None:
@@ -92,8 +105,7 @@ async def test_a_report_goes_at_once_while_another_batch_is_in_flight(
     await service.arrived(1)  # the claims' batch, held by the service
 
     async with asyncio.timeout(WAIT):  # one batch in flight at a time would wait forever here
-        report = FinishRequest(attempt=1, state="success")
-        finishing = asyncio.create_task(client.finish(9, "tok9", report))
+        finishing = finish(client, 9)
         await service.arrived(2)
         service.let_go(1)
         finished = await finishing
@@ -108,13 +120,12 @@ async def test_a_report_goes_at_once_while_another_batch_is_in_flight(
 async def test_several_batches_are_in_flight_but_never_more_than_the_bound(
     service: HeldService, client: ExecutionClient
 ) -> None:
-    calls = []
-    for i in range(MAX_IN_FLIGHT):  # one call per batch: each waits until the last arrived
-        calls.append(claim(client, i))
+    reports = []
+    for i in range(MAX_IN_FLIGHT):  # one report per batch: each waits until the last arrived
+        reports.append(finish(client, i))
         await service.arrived(i + 1)
-    waiting = [claim(client, i) for i in range(10, 13)]
-    for _ in range(10):  # turns enough for a fifth batch to be sent, were it allowed
-        await asyncio.sleep(0)
+    waiting = [finish(client, i) for i in range(10, 13)]
+    await turns()
 
     assert service.in_flight == MAX_IN_FLIGHT
     assert len(service.batches) == MAX_IN_FLIGHT
@@ -123,26 +134,51 @@ async def test_several_batches_are_in_flight_but_never_more_than_the_bound(
     assert [item["task_instance_id"] for item in service.batches[-1]] == [10, 11, 12]
 
     service.let_all_go()
-    await asyncio.gather(*calls, *waiting)
+    await asyncio.gather(*reports, *waiting)
     assert service.most_in_flight == MAX_IN_FLIGHT
     assert client.batches_sent == MAX_IN_FLIGHT + 1
 
 
-async def test_calls_made_ready_in_one_turn_travel_together_beside_a_batch_in_flight(
+async def test_claims_wait_for_the_batch_in_flight_and_then_go_together(
     service: HeldService, client: ExecutionClient
 ) -> None:
     first = claim(client, 0)
     await service.arrived(1)
+    later = []
+    for i in range(1, 4):  # one at a time, as a refilled prefetch delivers them
+        later.append(claim(client, i))
+        await turns()
 
-    # As the consumer does with a prefetch: one task per message, all created in one turn.
-    burst = [claim(client, i) for i in range(1, 17)]
+    assert len(service.batches) == 1  # a free slot is for reports; claims can wait
+    service.let_go(0)
     await service.arrived(2)
     service.let_go(1)
     async with asyncio.timeout(WAIT):
-        accepted = await asyncio.gather(*burst)
+        await asyncio.gather(first, *later)
+    assert [[item["task_instance_id"] for item in batch] for batch in service.batches] == [
+        [0],
+        [1, 2, 3],
+    ]
 
-    assert len(accepted) == 16
-    assert [len(batch) for batch in service.batches] == [1, 16]
+
+async def test_a_report_takes_what_waits_and_what_was_made_ready_with_it(
+    service: HeldService, client: ExecutionClient
+) -> None:
+    first = claim(client, 0)
+    await service.arrived(1)
+    waited = claim(client, 1)
+    await turns()
+
+    # As the consumer does with a prefetch: one task per message, all created in one turn.
+    burst = [claim(client, i) for i in range(2, 18)]
+    report = finish(client, 99)
+    await service.arrived(2)
+    service.let_go(1)
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(waited, *burst, report)
+
+    assert [len(batch) for batch in service.batches] == [1, 18]
+    assert [item["kind"] for item in service.batches[1]] == ["claim"] * 17 + ["finish"]
     assert not first.done()
 
 
@@ -166,8 +202,7 @@ async def test_no_batch_starts_while_a_failed_one_backs_off() -> None:
         ExecutionClient("http://weir.test", http, budget=budget) as client,
     ):
         first = claim(client, 1)
-        for _ in range(10):  # the first batch is sent and refused; its sender backs off
-            await asyncio.sleep(0)
+        await turns()  # the first batch is sent and refused; its sender backs off
         assert len(service.batches) == 1
         second = claim(client, 2)  # a slot is free, but the service is struggling: it waits
 
