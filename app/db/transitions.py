@@ -110,7 +110,7 @@ async def move_task_states(
     columns = tuple(column.key for column in returning)
 
     def build() -> Any:
-        sets: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+        sets: dict[str, Any] = _placeholders(names)
         if next_attempt:
             sets["attempt"] = TaskInstance.attempt + 1
         return (
@@ -127,11 +127,21 @@ async def move_task_states(
     statement = prebuilt(
         ("move_task_states", expected, target, names, columns, next_attempt), build
     )
-    parameters = {"ids": list(task_instance_ids), **{f"v_{k}": v for k, v in values.items()}}
+    parameters = {"ids": list(task_instance_ids), **_bound(values)}
     moved = (await session.execute(statement, parameters)).all()
     if moved:
         mark_changed(session)
     return moved
+
+
+def _placeholders(names: Sequence[str]) -> dict[str, Any]:
+    """The columns a prebuilt write sets, each bound to a parameter of its own (``_bound``)."""
+    return {name: bindparam(f"v_{name}") for name in names}
+
+
+def _bound(values: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that fill ``_placeholders``."""
+    return {f"v_{name}": value for name, value in values.items()}
 
 
 async def set_attempt_states(
@@ -160,13 +170,13 @@ async def set_attempt_states(
                 ),
                 TaskInstance.state == expected,
             )
-            .values(state=target, **{name: bindparam(f"v_{name}") for name in names})
+            .values(state=target, **_placeholders(names))
             .returning(TaskInstance.id, TaskInstance.dag_run_id, TaskInstance.task_id)
             .execution_options(synchronize_session=False)
         )
 
     statement = prebuilt(("set_attempt_states", expected, target, names), build)
-    parameters = {"attempts": list(attempts), **{f"v_{k}": v for k, v in values.items()}}
+    parameters = {"attempts": list(attempts), **_bound(values)}
     moved = {row.id: row for row in await session.execute(statement, parameters)}
     if moved:
         mark_changed(session)
